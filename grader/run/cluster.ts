@@ -1,0 +1,178 @@
+// The program under test as a check sees it: a running primary with a port, its workers,
+// and HTTP helpers that print themselves as curl commands in --verbose.
+import { CheckFailed } from "../checks/assert.ts";
+import {
+  curlCommand,
+  freshRequest,
+  HttpFailure,
+  KeepAliveConnection,
+  parseJson,
+  type HttpReply,
+  type RequestOptions,
+} from "../harness/http-client.ts";
+import type { Knobs, RunningProgram } from "../harness/launch.ts";
+import { pollUntil, sleep } from "../harness/timing.ts";
+
+export type LaunchedProgram = RunningProgram;
+
+export interface GetOptions extends RequestOptions {
+  /** Print the curl command in --verbose (default true). */
+  trace?: boolean;
+}
+
+export class Cluster {
+  readonly origin: string;
+  readonly adminOrigin: string | undefined;
+  /** Set once a worker has been crashed or killed: requests then get 1 s and one retry. */
+  private disturbed = false;
+  private readonly connections = new Set<KeepAliveConnection>();
+
+  constructor(
+    readonly program: RunningProgram,
+    readonly port: number,
+    readonly knobs: Knobs,
+    readonly adminPort?: number,
+  ) {
+    this.origin = `http://127.0.0.1:${port}`;
+    this.adminOrigin = adminPort ? `http://127.0.0.1:${adminPort}` : undefined;
+  }
+
+  get pid(): number {
+    return this.program.pid;
+  }
+
+  /** After this, the known node:cluster hand-off race may hang one connection: requests get 1 s and one retry. */
+  markDisturbed(): void {
+    this.disturbed = true;
+  }
+
+  /** One request on a fresh connection. */
+  async get(path: string, options: GetOptions = {}): Promise<HttpReply> {
+    return this.request(this.origin, path, options);
+  }
+
+  /** One request to the admin port on a fresh connection. */
+  async admin(path: string, options: GetOptions = {}): Promise<HttpReply> {
+    if (!this.adminOrigin) throw new CheckFailed("this scenario was started without an ADMIN_PORT");
+    return this.request(this.adminOrigin, path, options);
+  }
+
+  private async request(origin: string, path: string, options: GetOptions): Promise<HttpReply> {
+    if (options.trace !== false) this.program.trace(`$ ${curlCommand(origin, path, { ...options, fresh: true })}`);
+    if (path.startsWith("/crash")) this.disturbed = true;
+    if (!this.disturbed) return freshRequest(origin, path, options);
+    const retryable = { ...options, timeoutMs: Math.min(options.timeoutMs ?? 1000, 1000) };
+    try {
+      return await freshRequest(origin, path, retryable);
+    } catch (error) {
+      if (!(error instanceof HttpFailure) || options.method === "POST") throw error;
+      return freshRequest(origin, path, retryable);
+    }
+  }
+
+  /** A keep-alive connection, closed when the scenario ends. */
+  keepAlive(localAddress?: string): KeepAliveConnection {
+    const connection = new KeepAliveConnection(this.origin, localAddress);
+    this.connections.add(connection);
+    return connection;
+  }
+
+  /**
+   * Opens keep-alive connections until each of `count` workers owns one; returns one per
+   * worker. Connections that land on an already covered worker are closed.
+   */
+  async connectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<KeepAliveConnection[]> {
+    this.program.trace(`# opening keep-alive connections until each of the ${count} workers has one`);
+    const byPid = new Map<number, KeepAliveConnection>();
+    const deadline = performance.now() + timeoutMs;
+    let attempts = 0;
+    while (byPid.size < count && performance.now() < deadline && attempts < count * 40) {
+      attempts++;
+      const connection = this.keepAlive();
+      const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
+      if (reply.workerPid !== undefined && !byPid.has(reply.workerPid)) byPid.set(reply.workerPid, connection);
+      else await this.closeConnection(connection);
+    }
+    if (byPid.size < count) {
+      throw new CheckFailed(
+        `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections`,
+      );
+    }
+    return [...byPid.values()];
+  }
+
+  async closeConnection(connection: KeepAliveConnection): Promise<void> {
+    this.connections.delete(connection);
+    await connection.close();
+  }
+
+  /**
+   * Sends requests on fresh connections until `count` different worker pids have answered
+   * (at most `maxRequests`); returns one reply per pid.
+   */
+  async discoverWorkers(count: number, { maxRequests = 200, timeoutMs = 5000, path = "/" } = {}): Promise<Map<number, HttpReply>> {
+    this.program.trace(`$ for i in $(seq ${maxRequests}); do ${curlCommand(this.origin, path, { fresh: true })}; done   # until ${count} workers answered`);
+    const seen = new Map<number, HttpReply>();
+    const deadline = performance.now() + timeoutMs;
+    let sent = 0;
+    while (seen.size < count && sent < maxRequests && performance.now() < deadline) {
+      sent++;
+      const reply = await this.get(path, { trace: false, timeoutMs: 2000 });
+      if (reply.workerPid !== undefined && !seen.has(reply.workerPid)) seen.set(reply.workerPid, reply);
+    }
+    if (seen.size < count) {
+      throw new CheckFailed(
+        `expected ${count} different workers to answer GET ${path} (x-worker-pid), saw ${seen.size} in ${sent} requests on fresh connections`,
+      );
+    }
+    return seen;
+  }
+
+  /** Worker pids now (the primary's Node children). */
+  workers(): Promise<number[]> {
+    return this.program.workers();
+  }
+
+  async waitForWorkerCount(count: number, timeoutMs: number): Promise<number[]> {
+    try {
+      return await this.program.waitForWorkers((pids) => pids.length === count, timeoutMs, `${count} workers`);
+    } catch {
+      const now = await this.workers();
+      throw new CheckFailed(`expected ${count} workers within ${timeoutMs} ms, the primary has ${now.length} (${now.join(", ") || "none"})`);
+    }
+  }
+
+  /** Polls a JSON endpoint until `accept` returns a value. */
+  async pollJson<T>(path: string, accept: (body: unknown, reply: HttpReply) => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    return pollUntil(
+      async () => {
+        const reply = await this.get(path, { trace: false, timeoutMs: 1000 }).catch(() => undefined);
+        return reply ? accept(parseJson(reply.body), reply) : undefined;
+      },
+      { timeoutMs, intervalMs: 50, what },
+    );
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.program.signal(signal);
+  }
+
+  signalGroup(signal: NodeJS.Signals): void {
+    this.program.signalGroup(signal);
+  }
+
+  signalWorker(pid: number, signal: NodeJS.Signals): void {
+    if (signal === "SIGKILL" || signal === "SIGSTOP") this.disturbed = true;
+    this.program.signalWorker(pid, signal);
+  }
+
+  sleep(ms: number): Promise<void> {
+    return sleep(ms);
+  }
+
+  /** Closes connections; the process group itself is killed by the harness. */
+  async dispose(): Promise<void> {
+    await Promise.all([...this.connections].map((connection) => connection.close()));
+    this.connections.clear();
+  }
+}

@@ -1,0 +1,91 @@
+// Small HTTP helpers shared by every exercise: JSON responses, JSON errors, and a body
+// reader with a size limit. They keep the plumbing out of the lessons.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { setIdentityHeaders } from "./identity.ts";
+
+/** An error that maps to a 4xx answer. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+/** Sends a JSON body; in a worker, with the identity headers. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string | number> = {},
+): void {
+  if (res.headersSent) return;
+  const payload = JSON.stringify(body);
+  setIdentityHeaders(res);
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(payload),
+  });
+  res.end(payload);
+}
+
+/** Sends `{ "error": message }` with a 4xx/5xx status. */
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string | number> = {},
+): void {
+  sendJson(res, status, { error: message }, headers);
+}
+
+export const DEFAULT_BODY_LIMIT = 1_048_576;
+
+/**
+ * Reads a request body as JSON. Rejects with HttpError 413 past `limit` bytes (without
+ * buffering the rest) and 400 when the body is not valid JSON.
+ */
+export async function readJson(req: IncomingMessage, limit = DEFAULT_BODY_LIMIT): Promise<unknown> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new HttpError(413, `body larger than ${limit} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new HttpError(413, `body larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") throw new HttpError(400, "expected a JSON body");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "body is not valid JSON");
+  }
+}
+
+/** Reads an integer query parameter within [min, max]; HttpError 400 otherwise. */
+export function queryInt(url: URL, name: string, fallback: number, min: number, max: number): number {
+  const value = url.searchParams.get(name);
+  if (value === null || value === "") return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  }
+  return Number(value);
+}
+
+/** The request's URL, parsed relative to a dummy origin (req.url is only a path). */
+export function requestUrl(req: IncomingMessage): URL {
+  return new URL(req.url ?? "/", "http://localhost");
+}
+
+/** Answers an error thrown by a handler: HttpError as its status, anything else as 500. */
+export function sendFailure(res: ServerResponse, error: unknown): void {
+  if (error instanceof HttpError) sendError(res, error.status, error.message);
+  else sendError(res, 500, "internal error");
+}
