@@ -1,8 +1,12 @@
 // Every exercise's checks, by exercise id.
 import type { ExerciseChecks } from "./scenario.ts";
 import helloCluster from "./1-1-hello-cluster.ts";
+import respawn from "./1-2-respawn.ts";
+import messaging from "./1-3-messaging.ts";
+import workerConfig from "./1-4-worker-config.ts";
+import cleanExit from "./1-5-clean-exit.ts";
 
-const all: ExerciseChecks[] = [helloCluster];
+const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit];
 
 export function checksFor(exerciseId: string): ExerciseChecks | undefined {
   return all.find((checks) => checks.exerciseId === exerciseId);

@@ -28,9 +28,11 @@ export class ProcessWatch {
     private readonly intervalMs = 20,
   ) {}
 
-  start(): this {
+  /** Takes a first sample, then keeps sampling in the background until stop(). */
+  async start(): Promise<this> {
     if (this.running) return this;
     this.running = true;
+    await this.sample();
     this.loop = (async () => {
       while (this.running) {
         await this.sample();
