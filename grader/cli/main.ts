@@ -2,8 +2,19 @@
 import { makeChalk } from "../report/human.ts";
 import { UsageError } from "./args.ts";
 
-const commands: Record<string, () => Promise<{ run: (argv: string[]) => Promise<number> }>> = {
-  grade: async () => ({ run: (await import("./grade-command.ts")).gradeCommand }),
+type Command = (argv: string[]) => Promise<number>;
+
+// Each command lives in its own file and is loaded only when used, so `npm run hint` starts fast.
+const commands: Record<string, () => Promise<Command>> = {
+  exercise: async () => (await import("./exercise-command.ts")).exerciseCommand,
+  solution: async () => (await import("./exercise-command.ts")).solutionCommand,
+  example: async () => (await import("./example-command.ts")).exampleCommand,
+  grade: async () => (await import("./grade-command.ts")).gradeCommand,
+  hint: async () => (await import("./hint-command.ts")).hintCommand,
+  progress: async () => (await import("./progress-command.ts")).progressCommand,
+  reset: async () => (await import("./reset-command.ts")).resetCommand,
+  compare: async () => (await import("./compare-command.ts")).compareCommand,
+  bench: async () => (await import("./bench-command.ts")).benchCommand,
 };
 
 async function main(): Promise<number> {
@@ -14,7 +25,7 @@ async function main(): Promise<number> {
     return 2;
   }
   try {
-    return await (await load()).run(argv);
+    return await (await load())(argv);
   } catch (error) {
     if (error instanceof UsageError) {
       const chalk = makeChalk(process.stderr);
