@@ -15,12 +15,17 @@ function startWatchdog(): void {
   if (watchdog) return;
   const script = fileURLToPath(new URL("./reaper-process.ts", import.meta.url));
   watchdog = spawn(process.execPath, ["--import", "tsx", script], {
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
+    // It needs nothing from our environment, and must not look like part of a graded program.
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
   });
   watchdog.on("error", () => {
     watchdog = undefined;
   });
+  // If the reaper ever dies first, writing to it must not crash the grader.
+  watchdog.stdin?.on("error", () => {});
   watchdog.unref();
   // The pipe must not keep the grader alive either.
   (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
@@ -44,8 +49,9 @@ function installHooks(): void {
   process.on("exit", killAllGroups);
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.on(signal, () => {
+      const stopped = live.size;
       killAllGroups();
-      process.stderr.write(`\ngrader interrupted (${signal}): every program it started has been stopped\n`);
+      if (stopped > 0) process.stderr.write(`\ninterrupted (${signal}): the ${stopped} program(s) still running were stopped\n`);
       process.exit(130);
     });
   }
