@@ -1,7 +1,7 @@
 // Small HTTP helpers shared by every exercise: JSON responses, JSON errors, and a body
 // reader with a size limit. They keep the plumbing out of the lessons.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { setIdentityHeaders } from "./identity.ts";
+import { identityHeaders } from "./identity.ts";
 
 /** An error that maps to a 4xx answer. */
 export class HttpError extends Error {
@@ -23,9 +23,11 @@ export function sendJson(
 ): void {
   if (res.headersSent) return;
   const payload = JSON.stringify(body);
-  setIdentityHeaders(res);
-  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  // One writeHead with every header is measurably cheaper than a setHeader call per header
+  // on a hot path (see `npm run bench`).
   res.writeHead(status, {
+    ...identityHeaders(),
+    ...headers,
     "content-type": "application/json; charset=utf-8",
     "content-length": Buffer.byteLength(payload),
   });

@@ -16,9 +16,14 @@ export function workerIdentity(): WorkerIdentity {
   return { workerId: cluster.worker?.id ?? 0, pid: process.pid };
 }
 
+/** The two identity headers, as an object for writeHead. Computed once: they never change in a process. */
+let cached: Record<string, string> | undefined;
+export function identityHeaders(): Record<string, string> {
+  cached ??= { [WORKER_ID_HEADER]: String(workerIdentity().workerId), [WORKER_PID_HEADER]: String(process.pid) };
+  return cached;
+}
+
 /** Sets `x-worker-id` and `x-worker-pid` on a response that has not been sent yet. */
 export function setIdentityHeaders(res: ServerResponse): void {
-  const { workerId, pid } = workerIdentity();
-  res.setHeader(WORKER_ID_HEADER, String(workerId));
-  res.setHeader(WORKER_PID_HEADER, String(pid));
+  for (const [name, value] of Object.entries(identityHeaders())) res.setHeader(name, value);
 }
