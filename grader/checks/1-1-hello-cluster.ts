@@ -10,8 +10,8 @@ import { defineChecks } from "./scenario.ts";
 async function expectSteadyWorkerCount(app: Cluster, expected: number, holdMs: number): Promise<number[]> {
   const watch = new ProcessWatch(app.program, 50);
   await app.program
-    .waitForWorkers((pids) => pids.length >= expected, 5000, `${expected} workers`)
-    .catch(async () => fail(`expected ${expected} workers, the primary has ${(await app.workers()).length} child Node processes after 5 s`));
+    .waitForWorkers((pids) => pids.length >= expected, 3000, `${expected} workers`)
+    .catch(async () => fail(`expected ${expected} workers, the primary has ${(await app.workers()).length} child Node processes 3 s after it became ready`));
   const holdStart = performance.now();
   watch.start();
   await app.sleep(holdMs);
@@ -70,9 +70,10 @@ export default defineChecks("1-1", [
       const cpus = os.availableParallelism();
       const [auto, unset] = await Promise.all([c.start({ WORKERS: "auto" }), c.start({ WORKERS: undefined })]);
       await c.check("auto-count", async () => {
-        for (const [label, app] of [["WORKERS=auto", auto], ["WORKERS unset", unset]] as const) {
-          await expectSteadyWorkerCount(app, cpus, 500).catch((error: Error) => fail(`${label}: ${error.message}`));
-        }
+        const launches = [["WORKERS=auto", auto], ["WORKERS unset", unset]] as const;
+        await Promise.all(
+          launches.map(([label, app]) => expectSteadyWorkerCount(app, cpus, 500).catch((error: Error) => fail(`${label}: ${error.message}`))),
+        );
         const note = cpus === 1 ? " (this machine has one CPU, so auto cannot be told from 1 here)" : "";
         return `${cpus} workers with WORKERS=auto and with it unset (os.availableParallelism() = ${cpus})${note}`;
       });

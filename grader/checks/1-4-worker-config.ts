@@ -25,9 +25,16 @@ interface Refusal {
 async function expectRefusal(c: ScenarioContext, variable: string, value: string, knobs: Knobs, requireNoFork: boolean): Promise<Refusal> {
   const program: LaunchedProgram = await c.launch({ WORKERS: 2, ...knobs, [variable]: value });
   const watch = await new ProcessWatch(program, 10).start();
-  const exit = await Promise.race([program.exited, c.sleep(3000).then(() => undefined)]);
+  // A worker forked is already a failure for WORKERS: no need to wait out the 3 s.
+  const forked = requireNoFork
+    ? pollUntil(() => watch.workers.size > 0, { timeoutMs: 3000, intervalMs: 10, what: "a fork" }).catch(() => false)
+    : new Promise<never>(() => {});
+  const exit = await Promise.race([program.exited, c.sleep(3000).then(() => undefined), forked.then(() => undefined)]);
   await watch.stop();
   const shown = `${variable}=${value}`;
+  if (!exit && requireNoFork && watch.workers.size > 0) {
+    return { variable, value, problem: `${shown}: a worker was forked (validate before forking; expected exit code 1)` };
+  }
   if (!exit) return { variable, value, problem: `${shown}: still running after 3 s (expected exit code 1)` };
   if (exit.code !== 1) return { variable, value, problem: `${shown}: exit code ${exit.code ?? exit.signal} (expected 1)` };
   const stderr = program.output.text("stderr");

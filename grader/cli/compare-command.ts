@@ -2,7 +2,7 @@
 // reference solution: a colored unified diff (reference → submission), then both graded by
 // the real grader, then one line with both scores. Exit 0 when the submission fails no item.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { ChalkInstance } from "chalk";
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from "diff";
 import { projectRoot } from "../paths.ts";
@@ -36,6 +36,7 @@ function score(result: ExerciseResult): string {
 
 export async function compareCommand(argv: string[]): Promise<number> {
   const { id, submission } = parseSimpleArgs(argv, { submission: true });
+  if (!id) throw new UsageError("which exercise, and whose work? e.g. npm run compare -- 1-2 --submission ../alice");
   const exercise = exerciseOrUsage(id, "compare --");
   if (!submission) throw new UsageError(`whose work? e.g. npm run compare -- ${exercise.id} --submission ../alice`);
   const submissionDir = resolve(submission);
@@ -50,7 +51,8 @@ export async function compareCommand(argv: string[]): Promise<number> {
 
   const chalk = makeChalk(process.stdout);
   const print = (text = "") => process.stdout.write(`${text}\n`);
-  const shownSubmission = relative(process.cwd(), submittedFile) || submittedFile;
+  // The folder as the instructor typed it, so the diff header reads like their command line.
+  const shownSubmission = join(submission, exercise.stub);
 
   // Reference first, submission second: "+" lines are what the student wrote differently.
   const patch = createTwoFilesPatch(

@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ChalkInstance } from "chalk";
 import { exercises, type Exercise } from "../catalog/index.ts";
 import { launchProgram, type RunningProgram } from "../harness/launch.ts";
@@ -23,6 +24,9 @@ import { FileWatcher } from "./watch.ts";
 
 /** Same default as the grader: a cold tsx cache on a slow machine needs a few seconds. */
 const STARTUP_TIMEOUT_MS = 10_000;
+
+/** When the program cannot work (bad PORT, port taken), how long to wait for it to say so. */
+const FAILURE_OUTPUT_MS = 3_000;
 
 type Mode = "learner" | "solutions";
 
@@ -76,7 +80,7 @@ function printIntro({ exercise, mode, shownFile }: Target, chalk: ChalkInstance)
   print(`${chalk.bold("Guide")}   ${exercise.guide}`);
   print(`${chalk.bold("File")}    ${shownFile}`);
   const knobs = exercise.knobs.map((knob) => `${knob.name}=${knob.default}`).join(" ");
-  if (knobs) print(`${chalk.bold("Knobs")}   ${chalk.dim(`${knobs}  (set them in front of the command to change them)`)}`);
+  if (knobs) print(`${chalk.bold("Knobs")}   ${chalk.dim(wrapText(`${knobs}  (set them in front of the command to change them)`, "        ").trimStart())}`);
   print();
 }
 
@@ -116,7 +120,10 @@ class ProgramSession {
   constructor(
     private readonly target: Target,
     private readonly chalk: ChalkInstance,
+    /** The keys (or how to stop), shown after each start; empty with --once. */
     private readonly legend: string,
+    /** Keys are read from the terminal. */
+    private readonly interactive: boolean,
   ) {}
 
   private get port(): number | undefined {
@@ -130,6 +137,7 @@ class ProgramSession {
     const generation = ++this.generation;
     if (!existsSync(this.target.file)) {
       print(chalk.red(`✘ ${this.target.shownFile} does not exist.`) + (this.target.mode === "learner" ? ` npm run reset ${this.target.exercise.id} restores the stub.` : ""));
+      if (this.legend) print(chalk.dim(this.legend));
       return false;
     }
     const port = this.port;
@@ -144,16 +152,17 @@ class ProgramSession {
     this.current = program;
     this.stopOutput = program.output.onLine((line) => print(`${chalk.dim("│")} ${line.text}`));
 
-    if (port === undefined) {
-      print(chalk.yellow(`PORT=${this.portText} is not a port number: the program should refuse it; its output is below.`));
-      return false;
-    }
-    if (portTaken) {
+    if (port === undefined || portTaken) {
+      const command = `npm run ${this.target.mode === "learner" ? "exercise" : "solution"} ${this.target.exercise.id}`;
       print(
         chalk.yellow(
-          `⚠ something else already listens on ${host}:${port} (another npm run exercise, or another app?), so this program cannot use it. Stop the other one, or choose another port: PORT=${port + 1} npm run ${this.target.mode === "learner" ? "exercise" : "solution"} ${this.target.exercise.id}`,
+          port === undefined
+            ? `⚠ PORT=${this.portText} is not a port number: the program should refuse it (its output follows). Try PORT=8001 ${command}`
+            : `⚠ something else already listens on ${host}:${port} (another npm run exercise, or another app?), so this program cannot use it. Stop the other one, or choose another port: PORT=${port + 1} ${command}`,
         ),
       );
+      // No readiness check is possible (or it would be fooled): give the program a moment to say why it fails.
+      await Promise.race([program.exited, sleep(FAILURE_OUTPUT_MS)]);
       return false;
     }
 
@@ -163,6 +172,7 @@ class ProgramSession {
       if (generation !== this.generation || this.stopping) return false; // replaced meanwhile: old news
       const message = error instanceof StartupError ? error.message : String(error);
       print(chalk.red(`✘ ${message}`));
+      if (this.legend) print(chalk.dim(this.legend));
       return false;
     }
     if (generation !== this.generation || this.stopping) return false;
@@ -177,15 +187,20 @@ class ProgramSession {
     for (const command of this.target.exercise.tryCommands) {
       print(`    ${chalk.cyan(fillPlaceholders(command, { port, pid: program.pid, file: this.target.shownFile }))}`);
     }
-    print(chalk.dim(`  ${this.legend}`));
+    if (this.legend) print(chalk.dim(`  ${this.legend}`));
     print();
 
     void program.exited.then((info) => {
       if (generation !== this.generation || this.stopping) return;
       const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
-      print(chalk.yellow(`■ the program ${how}. Save the file to start it again${process.stdin.isTTY ? " (or press r)" : ""}.`));
+      print(chalk.yellow(`■ the program ${how}. Save the file to start it again${this.interactive ? " (or press r)" : ""}.`));
     });
     return true;
+  }
+
+  /** start() for callers that do not wait: a failure to even spawn node is reported, not thrown. */
+  startInBackground(): void {
+    this.start().catch((error: unknown) => print(this.chalk.red(`✘ could not start the program: ${(error as Error).message ?? String(error)}`)));
   }
 
   /** Kills the whole process group of the current program and checks that nothing is left. */
@@ -207,9 +222,9 @@ class ProgramSession {
     this.queue = this.queue.then(async () => {
       this.restartQueued = false;
       if (this.stopping) return;
-      print(this.chalk.cyan(`\n↻ ${reason}`));
+      print(this.chalk.cyan(`↻ ${reason}`));
       await this.stop();
-      void this.start();
+      this.startInBackground();
     });
     return this.queue;
   }
@@ -250,7 +265,7 @@ class ProgramSession {
       }
       if (this.stopping) return;
       print(chalk.dim("starting your program again…"));
-      void this.start();
+      this.startInBackground();
     });
     return this.queue;
   }
@@ -294,10 +309,12 @@ async function runTarget(target: Target, once: boolean): Promise<number> {
   const chalk = makeChalk(process.stdout);
   printIntro(target, chalk);
   const interactive = process.stdin.isTTY === true && !once;
-  const legend = interactive
+  const legend = once
+    ? ""
+    : interactive
     ? `keys: g grade now · h next hint · r restart · q quit     (restarts by itself when you save ${target.shownFile})`
     : `restarts by itself when you save ${target.shownFile} · Ctrl+C stops`;
-  const session = new ProgramSession(target, chalk, legend);
+  const session = new ProgramSession(target, chalk, legend, interactive);
 
   if (once) {
     // For tests and scripts: one start, the same report, then everything is stopped.
@@ -322,13 +339,27 @@ async function runTarget(target: Target, once: boolean): Promise<number> {
     watcher.stop();
     restoreTerminal();
     print(chalk.dim("\nstopping…"));
+    const wasGrading = session.grading;
     await session.shutdown();
-    print(chalk.dim(`stopped. Grade it with npm run grade ${target.exercise.id}, come back with npm run ${target.mode === "learner" ? "exercise" : "solution"} ${target.exercise.id}.`));
+    if (wasGrading) {
+      // The grader has no stop button; exiting is one. The harness's exit hook SIGKILLs every
+      // process group it launched, and its watchdog process double-checks.
+      print(chalk.dim("grading interrupted."));
+      process.exit(code);
+    }
+    print(
+      chalk.dim(
+        target.mode === "learner"
+          ? `stopped. Grade it with npm run grade ${target.exercise.id}, come back with npm run exercise ${target.exercise.id}.`
+          : `stopped. Back to your own file: npm run exercise ${target.exercise.id}.`,
+      ),
+    );
     finish(code);
   };
 
   // Without a terminal (or when someone sends a signal) stop cleanly. Installed before the first
-  // launch so they run before the harness's own last-resort handler, which kills the group too.
+  // launch, so they run before the harness's own handler, which then SIGKILLs the program's group
+  // and exits 130 at once; before any launch there is no such handler and quit() finishes alone.
   const onSignal = () => void quit(130);
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
@@ -363,9 +394,8 @@ async function runTarget(target: Target, once: boolean): Promise<number> {
       }
     });
   }
-  print(chalk.dim(legend));
   watcher.start();
-  void session.start();
+  session.startInBackground();
   try {
     return await finished;
   } finally {

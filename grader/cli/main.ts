@@ -36,4 +36,7 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+// Exit explicitly once the command is done (after stdout has drained): a stray handle left by
+// a learner program's connection must never keep the grader alive.
+const code = await main();
+process.stdout.write("", () => process.exit(code));

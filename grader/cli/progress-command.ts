@@ -41,7 +41,7 @@ export async function progressCommand(argv: string[]): Promise<number> {
 
   // Pad before coloring: escape codes would throw the columns off.
   const titleWidth = Math.max(...exercises.map((exercise) => exercise.title.length));
-  const header = `    ${"id".padEnd(5)} ${"exercise".padEnd(titleWidth)}  ${"items".padStart(5)}  ${"status".padEnd(13)} when`;
+  const header = `    ${"id".padEnd(5)} ${"exercise".padEnd(titleWidth)}  ${"items".padStart(5)}  ${"status".padEnd(14)} when`;
   for (const level of levels) {
     print(chalk.bold(`Level ${level.level} — ${level.title}`));
     print(chalk.dim(header));
@@ -50,7 +50,7 @@ export async function progressCommand(argv: string[]): Promise<number> {
       const color = colorFor(record, chalk);
       const items = record ? `${record.passed}/${record.total}` : "–";
       print(
-        `  ${color(gradeMark(record))} ${exercise.id.padEnd(5)} ${exercise.title.padEnd(titleWidth)}  ${items.padStart(5)}  ${color(statusWord(record).padEnd(13))} ${chalk.dim(record ? timeAgo(record.at) : "")}`.trimEnd(),
+        `  ${color(gradeMark(record))} ${exercise.id.padEnd(5)} ${exercise.title.padEnd(titleWidth)}  ${items.padStart(5)}  ${color(statusWord(record).padEnd(14))} ${chalk.dim(record ? timeAgo(record.at) : "")}`.trimEnd(),
       );
     }
     print();

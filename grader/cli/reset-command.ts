@@ -72,8 +72,8 @@ export async function resetCommand(argv: string[]): Promise<number> {
   if (!original || !source) {
     process.stdout.write(
       [
-        `${path} already matches the last committed stub: nothing to reset.`,
-        chalk.dim(`If you committed your own work over the stub, the original is in an earlier commit:`),
+        `${path} is the same as its last committed version: nothing to reset.`,
+        chalk.dim(`If that commit holds your own work rather than the stub, the original stub is in an earlier commit:`),
         chalk.dim(`  git log --oneline -- ${path}          lists the commits that touched it`),
         chalk.dim(`  git show <commit>:${path}             prints the file as it was in one of them`),
       ].join("\n") + "\n",

@@ -50,6 +50,8 @@ export class RunningProgram {
   readonly exited: Promise<ExitInfo>;
   readonly startedAt = performance.now();
   exitInfo: ExitInfo | undefined;
+  /** Aborted when cleanup starts: background observers (ProcessWatch) stop with it. */
+  private readonly lifetime = new AbortController();
   /** Every descendant pid ever seen, so cleanup finds processes that left the group. */
   private seenDescendants = new Set<number>();
   private cleaned = false;
@@ -73,6 +75,11 @@ export class RunningProgram {
         resolve(this.exitInfo);
       });
     });
+  }
+
+  /** True once cleanup has begun; nothing should observe the program after that. */
+  get isDisposed(): boolean {
+    return this.lifetime.signal.aborted;
   }
 
   get hasExited(): boolean {
@@ -138,6 +145,7 @@ export class RunningProgram {
   async cleanup(timeoutMs = 3000): Promise<number[]> {
     if (this.cleaned) return [];
     this.cleaned = true;
+    this.lifetime.abort();
     let snapshot = await processSnapshot();
     for (const info of descendantsOf(snapshot, this.pid)) this.seenDescendants.add(info.pid);
     // A SIGSTOPped process still dies on SIGKILL; no SIGCONT needed.

@@ -34,7 +34,8 @@ export class ProcessWatch {
     this.running = true;
     await this.sample();
     this.loop = (async () => {
-      while (this.running) {
+      // A check that fails half way may never call stop(): the program's cleanup ends it.
+      while (this.running && !this.program.isDisposed) {
         await this.sample();
         await sleep(this.intervalMs);
       }
