@@ -16,10 +16,16 @@ export function workerIdentity(): WorkerIdentity {
   return { workerId: cluster.worker?.id ?? 0, pid: process.pid };
 }
 
-/** The two identity headers, as an object for writeHead. Computed once: they never change in a process. */
+/**
+ * The two identity headers, as an object for writeHead; empty in the primary, which is not a
+ * worker and must not claim to be one (2-5 and level 3 serve HTTP from the primary).
+ * Computed once: they never change in a process.
+ */
 let cached: Record<string, string> | undefined;
 export function identityHeaders(): Record<string, string> {
-  cached ??= { [WORKER_ID_HEADER]: String(workerIdentity().workerId), [WORKER_PID_HEADER]: String(process.pid) };
+  cached ??= cluster.isWorker
+    ? { [WORKER_ID_HEADER]: String(workerIdentity().workerId), [WORKER_PID_HEADER]: String(process.pid) }
+    : {};
   return cached;
 }
 

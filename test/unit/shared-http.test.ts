@@ -18,12 +18,14 @@ const server = http.createServer(async (req, res) => {
 });
 
 describe("shared/http", () => {
-  it("sends JSON with identity headers and a content length", async () => {
+  it("sends JSON with a content length, and no worker identity outside a worker", async () => {
     const res = await request(server).post("/echo").send({ a: 1 }).expect(200);
     expect(res.body).toEqual({ a: 1 });
     expect(res.headers["content-type"]).toMatch(/application\/json/);
-    expect(res.headers["x-worker-pid"]).toBe(String(process.pid));
-    expect(res.headers["x-worker-id"]).toBe("0");
+    expect(res.headers["content-length"]).toBe("7");
+    // This test process is a primary, not a worker: it must not claim a worker identity.
+    expect(res.headers["x-worker-pid"]).toBeUndefined();
+    expect(res.headers["x-worker-id"]).toBeUndefined();
   });
 
   it("answers bad JSON with 400 and an oversized body with 413, as JSON errors", async () => {
