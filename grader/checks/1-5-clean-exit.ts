@@ -1,64 +1,35 @@
 // 1-5 clean-exit — Stop the cluster cleanly.
 import { parseJson, type HttpReply } from "../harness/http-client.ts";
-import { processSnapshot } from "../harness/process-table.ts";
 import { ProcessWatch } from "../harness/process-watch.ts";
 import type { Cluster } from "../run/cluster.ts";
 import { ensure, fail } from "./assert.ts";
 import type { ScenarioContext } from "./scenario.ts";
+import { ShutdownWatch, type ShutdownResult } from "./shutdown-watch.ts";
 import { defineChecks } from "./scenario.ts";
 
-interface ShutdownObservation {
+interface ShutdownObservation extends ShutdownResult {
   slow: HttpReply | Error;
-  exitCode: number | null;
-  exitSignal: NodeJS.Signals | null;
-  /** ms from the signal to the primary's exit, or undefined if it did not exit in time. */
-  primaryExitMs?: number;
-  /** ms from the signal until no process of the group was left, or undefined. */
-  allGoneMs?: number;
-  workersAliveAtPrimaryExit: number[];
-  forkedAfterSignal: number[];
 }
 
 /** Sends /slow?ms=800, signals 200 ms later, and watches everything until the dust settles. */
 async function observeShutdown(c: ScenarioContext, app: Cluster, send: () => void, limitMs: number): Promise<ShutdownObservation> {
-  const watch = await new ProcessWatch(app.program, 20).start();
-  await watch.sample();
+  const shutdown = await ShutdownWatch.begin(app);
   const slow = app.get("/slow?ms=800", { timeoutMs: 5000 }).catch((error: Error) => error);
   await c.sleep(200);
-  const signalAt = performance.now();
+  shutdown.markSignal();
   send();
-  let workersAliveAtPrimaryExit: number[] = [];
-  // The moment the primary is gone, look at its workers directly (they would be re-parented).
-  const primaryExit = app.program.exited.then(async (info) => {
-    const snapshot = await processSnapshot();
-    const tracked = [...watch.workers.keys()];
-    workersAliveAtPrimaryExit = tracked.filter((pid) => snapshot.some((p) => p.pid === pid && p.state !== "Z" && p.state !== "X"));
-    return info;
-  });
-  const exit = await Promise.race([primaryExit, c.sleep(limitMs).then(() => undefined)]);
-  // Let the watch see the workers leave, up to the same deadline.
-  while (performance.now() - signalAt < limitMs && watch.aliveNow().length > 0) await c.sleep(20);
-  await watch.stop();
-  const lastGone = Math.max(...[...watch.workers.values()].map((w) => w.goneAt ?? Number.POSITIVE_INFINITY), exit?.at ?? Number.POSITIVE_INFINITY);
-  return {
-    slow: await slow,
-    exitCode: exit?.code ?? null,
-    exitSignal: exit?.signal ?? null,
-    primaryExitMs: exit ? Math.round(exit.at - signalAt) : undefined,
-    allGoneMs: Number.isFinite(lastGone) ? Math.round(lastGone - signalAt) : undefined,
-    workersAliveAtPrimaryExit,
-    forkedAfterSignal: watch.newSince(signalAt),
-  };
+  const result = await shutdown.settle(limitMs);
+  return { ...result, slow: await slow };
 }
 
 function verifyExit(seen: ShutdownObservation, how: string): string {
-  ensure(seen.primaryExitMs !== undefined, `after ${how} the primary was still running 3 s later`);
+  ensure(seen.exit !== undefined, `after ${how} the primary was still running 3 s later`);
   ensure(seen.allGoneMs !== undefined && seen.allGoneMs <= 3000, `after ${how} some workers were still running 3 s later`);
   ensure(
     seen.workersAliveAtPrimaryExit.length === 0,
     `the primary exited while workers ${seen.workersAliveAtPrimaryExit.join(", ")} were still running: it should wait for every worker's 'exit' event`,
   );
-  ensure(seen.exitCode === 0, `after ${how} the primary exited with ${seen.exitSignal ? `signal ${seen.exitSignal}` : `code ${seen.exitCode}`} (expected 0)`);
+  ensure(seen.exit.code === 0, `after ${how} the primary exited with ${seen.exit.signal ? `signal ${seen.exit.signal}` : `code ${seen.exit.code}`} (expected 0)`);
   return `every process gone ${seen.allGoneMs} ms after ${how}, the primary last, exit code 0`;
 }
 

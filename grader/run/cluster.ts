@@ -11,6 +11,7 @@ import {
   type RequestOptions,
 } from "../harness/http-client.ts";
 import type { Knobs, RunningProgram } from "../harness/launch.ts";
+import { RawConnection } from "../harness/raw-http.ts";
 import { pollUntil, sleep } from "../harness/timing.ts";
 
 export type LaunchedProgram = RunningProgram;
@@ -26,6 +27,7 @@ export class Cluster {
   /** Set once a worker has been crashed or killed: requests then get 1 s and one retry. */
   private disturbed = false;
   private readonly connections = new Set<KeepAliveConnection>();
+  private readonly rawConnections = new Set<RawConnection>();
 
   constructor(
     readonly program: RunningProgram,
@@ -97,6 +99,35 @@ export class Cluster {
       throw new CheckFailed(
         `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections`,
       );
+    }
+    return [...byPid.values()];
+  }
+
+  /** A plain TCP keep-alive connection that never reconnects by itself. */
+  async raw(port = this.port): Promise<RawConnection> {
+    const connection = await RawConnection.open(port);
+    this.rawConnections.add(connection);
+    return connection;
+  }
+
+  /** One raw keep-alive connection per worker (opened with GET `path` until every worker has one). */
+  async rawConnectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<RawConnection[]> {
+    this.program.trace(`# opening keep-alive connections until each of the ${count} workers has one`);
+    const byPid = new Map<number, RawConnection>();
+    const deadline = performance.now() + timeoutMs;
+    let attempts = 0;
+    while (byPid.size < count && performance.now() < deadline && attempts < count * 40) {
+      attempts++;
+      const connection = await this.raw();
+      const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
+      if (reply.kind === "reply" && reply.workerPid !== undefined && !reply.closing && !byPid.has(reply.workerPid)) byPid.set(reply.workerPid, connection);
+      else {
+        connection.close();
+        this.rawConnections.delete(connection);
+      }
+    }
+    if (byPid.size < count) {
+      throw new CheckFailed(`expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} after ${attempts} connections`);
     }
     return [...byPid.values()];
   }
@@ -174,5 +205,7 @@ export class Cluster {
   async dispose(): Promise<void> {
     await Promise.all([...this.connections].map((connection) => connection.close()));
     this.connections.clear();
+    for (const connection of this.rawConnections) connection.close();
+    this.rawConnections.clear();
   }
 }
