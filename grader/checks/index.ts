@@ -5,8 +5,10 @@ import respawn from "./1-2-respawn.ts";
 import messaging from "./1-3-messaging.ts";
 import workerConfig from "./1-4-worker-config.ts";
 import cleanExit from "./1-5-clean-exit.ts";
+import gracefulShutdown from "./2-1-graceful-shutdown.ts";
+import rollingRestart from "./2-2-rolling-restart.ts";
 
-const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit];
+const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart];
 
 export function checksFor(exerciseId: string): ExerciseChecks | undefined {
   return all.find((checks) => checks.exerciseId === exerciseId);
