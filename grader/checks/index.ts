@@ -7,8 +7,11 @@ import workerConfig from "./1-4-worker-config.ts";
 import cleanExit from "./1-5-clean-exit.ts";
 import gracefulShutdown from "./2-1-graceful-shutdown.ts";
 import rollingRestart from "./2-2-rolling-restart.ts";
+import healthMonitoring from "./2-3-health-monitoring.ts";
+import advancedIpc from "./2-4-advanced-ipc.ts";
+import workerPool from "./2-5-worker-pool.ts";
 
-const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart];
+const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart, healthMonitoring, advancedIpc, workerPool];
 
 export function checksFor(exerciseId: string): ExerciseChecks | undefined {
   return all.find((checks) => checks.exerciseId === exerciseId);
