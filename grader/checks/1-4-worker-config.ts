@@ -108,7 +108,7 @@ export default defineChecks("1-4", [
     async run(c) {
       const badWorkers = ["abc", "0", "-1", "65", "2.5"];
       const badPorts = ["abc", "0", "70000"];
-      const workerRefusals = await inBatches(badWorkers, 3, (value) => expectRefusal(c, "WORKERS", value, {}, true));
+      const workerRefusals = await inBatches(badWorkers, 2, (value) => expectRefusal(c, "WORKERS", value, {}, true));
 
       await c.check("rejects-bad-workers", async () => {
         const problems = workerRefusals.filter((refusal) => refusal.problem);
@@ -120,7 +120,7 @@ export default defineChecks("1-4", [
         return `refused ${badWorkers.map((value) => `WORKERS=${value}`).join(", ")} with exit 1 and nothing forked; WORKERS= starts ${cpus} workers`;
       });
 
-      const portRefusals = await inBatches(badPorts, 3, (value) => expectRefusal(c, "PORT", value, {}, false));
+      const portRefusals = await inBatches(badPorts, 2, (value) => expectRefusal(c, "PORT", value, {}, false));
       await c.check("rejects-bad-port", async () => {
         const problems = portRefusals.filter((refusal) => refusal.problem);
         ensure(problems.length === 0, () => problems.map((refusal) => refusal.problem).join("; "));

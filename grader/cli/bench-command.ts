@@ -1,8 +1,8 @@
 // `npm run bench -- [id]`: throughput and latency of reference solutions next to a bare
 // node:cluster hello-world, measured alternately in the same run so both see the same machine.
-import { exercises, findExercise, type Exercise } from "../catalog/index.ts";
+import { findExercise, type Exercise } from "../catalog/index.ts";
 import { launchProgram, type RunningProgram } from "../harness/launch.ts";
-import { runLoad, type LoadResult } from "../harness/load.ts";
+import { runLoad, startLoad, type LoadResult } from "../harness/load.ts";
 import { freePort } from "../harness/ports.ts";
 import { waitUntilReady } from "../harness/ready.ts";
 import { projectRoot } from "../paths.ts";
@@ -16,7 +16,17 @@ const benchmarks: Record<string, { path: string; minRatio?: number; note?: strin
   "1-3": { path: "/", note: "one IPC message per request: expected to cost more" },
   "1-4": { path: "/", minRatio: 0.85 },
   "1-5": { path: "/", minRatio: 0.85 },
+  "2-1": { path: "/", minRatio: 0.85 },
+  "2-2": { path: "/", minRatio: 0.85 },
 };
+
+/** Rollouts measured under load: the solution must drop nothing; the textbook way is shown for contrast. */
+const ROLLOUT_PROGRAMS: Array<{ label: string; file: string; mustBeClean: boolean }> = [
+  { label: "2-2 solution", file: "solutions/level-2/2-2-rolling-restart.ts", mustBeClean: true },
+  { label: "textbook disconnect()", file: "grader/bench/textbook-rollout.ts", mustBeClean: false },
+];
+const ROLLOUT_CONNECTIONS = [8, 50];
+const ROLLOUT_REPEATS = 3;
 
 const WORKERS = 2;
 const CONNECTIONS = 50;
@@ -37,13 +47,56 @@ async function measure(file: string, path: string): Promise<LoadResult> {
   }
 }
 
+/** One rollout (SIGUSR2) under keep-alive load; returns what autocannon saw. */
+async function rolloutUnderLoad(file: string, workers: number, connections: number): Promise<LoadResult> {
+  const port = await freePort();
+  const program = launchProgram({ file, cwd: projectRoot, env: { PORT: port, HOST: "127.0.0.1", WORKERS: workers, ROLL_DELAY_MS: 100, SHUTDOWN_TIMEOUT_MS: 3000 } });
+  try {
+    await waitUntilReady(program, { port, timeoutMs: 15_000 });
+    const before = await program.waitForWorkers((pids) => pids.length === workers, 5000, `${workers} workers`);
+    const load = startLoad({ url: `http://127.0.0.1:${port}/`, connections, timeoutSeconds: 5, maxSeconds: 60 });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    process.kill(program.pid, "SIGUSR2");
+    await program.waitForWorkers((pids) => pids.length === workers && !pids.some((pid) => before.includes(pid)), 30_000, "the rollout");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return await load.stop();
+  } finally {
+    await program.cleanup();
+  }
+}
+
+async function benchRollouts(chalk: ReturnType<typeof makeChalk>): Promise<number> {
+  console.log(chalk.bold(`zero-downtime: one rollout (SIGUSR2) under autocannon keep-alive load, ${ROLLOUT_REPEATS} times each`));
+  let dirty = 0;
+  for (const workers of [2, 1]) {
+    for (const connections of ROLLOUT_CONNECTIONS) {
+      for (const program of ROLLOUT_PROGRAMS) {
+        const runs: LoadResult[] = [];
+        for (let i = 0; i < ROLLOUT_REPEATS; i++) runs.push(await rolloutUnderLoad(`${projectRoot}/${program.file}`, workers, connections));
+        const failed = runs.map((r) => r.errors + r.timeouts + r.non2xx);
+        const clean = failed.every((n) => n === 0);
+        if (program.mustBeClean && !clean) dirty++;
+        const verdict = clean ? chalk.green("0 dropped ✔") : program.mustBeClean ? chalk.red("dropped ✘") : chalk.yellow("dropped");
+        console.log(
+          `  WORKERS=${workers} ${String(connections).padStart(2)} connections  ${program.label.padEnd(22)} failed requests per rollout: ${failed.join(", ")}  (of ${runs.map((r) => r.requests).join(", ")})  ${verdict}`,
+        );
+      }
+    }
+  }
+  console.log();
+  return dirty;
+}
+
 function best(results: LoadResult[]): LoadResult {
   return results.reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a));
 }
 
 export async function benchCommand(argv: string[]): Promise<number> {
   const ids = argv.filter((arg) => !arg.startsWith("-"));
-  const selected: Exercise[] = ids.length > 0 ? ids.map((id) => findExercise(id) ?? fail(id)) : exercises.filter((e) => benchmarks[e.id]);
+  const selected: Exercise[] =
+    ids.length > 0
+      ? ids.filter((id) => id !== "rollout").map((id) => findExercise(id) ?? fail(id))
+      : Object.keys(benchmarks).map((id) => findExercise(id)!);
   const chalk = makeChalk(process.stdout);
   const baselineFile = `${projectRoot}/grader/bench/baseline-cluster.ts`;
   console.log(
@@ -75,7 +128,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     );
     console.log(`  ratio     ${(ratio * 100).toFixed(1)}% of the baseline ${verdict}\n`);
   }
-  return belowBar > 0 ? 1 : 0;
+  const wantsRollouts = ids.length === 0 || ids.includes("2-2") || ids.includes("rollout");
+  const dirty = wantsRollouts ? await benchRollouts(chalk) : 0;
+  return belowBar > 0 || dirty > 0 ? 1 : 0;
 }
 
 function fail(id: string): never {

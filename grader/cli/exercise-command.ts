@@ -90,7 +90,13 @@ function reachableHost(host: string): string {
 }
 
 function fillPlaceholders(command: string, values: { port: number | string; pid: number; file: string }): string {
-  return command.replaceAll("{port}", String(values.port)).replaceAll("{pid}", String(values.pid)).replaceAll("{file}", values.file);
+  // The admin port follows the course default (9000) unless the learner set ADMIN_PORT.
+  const adminPort = process.env.ADMIN_PORT?.trim() || "9000";
+  return command
+    .replaceAll("{port}", String(values.port))
+    .replaceAll("{adminPort}", adminPort)
+    .replaceAll("{pid}", String(values.pid))
+    .replaceAll("{file}", values.file);
 }
 
 function expectedWorkers(): number | undefined {
