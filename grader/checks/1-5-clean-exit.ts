@@ -95,6 +95,10 @@ export default defineChecks("1-5", [
         ensure(exit, "SHUTDOWN_TIMEOUT_MS=500 with /slow?ms=30000 in flight: the primary was still running 2 s after SIGTERM");
         const left = watch.aliveNow();
         ensure(left.length === 0, `workers ${left.join(", ")} were still running 2 s after SIGTERM (SHUTDOWN_TIMEOUT_MS=500): kill them when the timeout expires`);
+        ensure(
+          exit.signal === null,
+          `the primary was killed by ${exit.signal} itself: it should handle the signal, give workers SHUTDOWN_TIMEOUT_MS, then kill them and exit non-zero`,
+        );
         ensure(exit.code !== 0, "the primary had to kill a worker but exited with code 0: a forced shutdown should exit non-zero");
         return `everything gone ${Math.round(exit.at - signalAt)} ms after SIGTERM, exit code ${exit.code ?? exit.signal}`;
       });
