@@ -111,7 +111,7 @@ export default defineChecks("2-5", [
         ];
         for (const [task, result] of expected) {
           const id = await submit(app, task);
-          const done = await waitForTask(app, id, finished, 10_000, "the result");
+          const done = await waitForTask(app, id, finished, 5000, "the result");
           ensure(done.status === "done", `${JSON.stringify(task)} ended ${done.status}: ${show(done.error)}`);
           ensure(done.result === result || String(done.result) === String(result), `${JSON.stringify(task)} gave ${show(done.result)} (expected ${show(result)})`);
           ensure(done.workerId !== undefined && done.workerId !== null, `${JSON.stringify(task)} has no workerId: tasks must run on a worker`);
