@@ -43,9 +43,12 @@ export class ProcessWatch {
     return this;
   }
 
+  /** Stops sampling, after one last sample so the latest state is always included. */
   async stop(): Promise<void> {
+    if (!this.running) return;
     this.running = false;
     await this.loop;
+    if (!this.program.isDisposed) await this.sample();
   }
 
   /** One sample now (also usable without start()). */
