@@ -2,7 +2,9 @@
 // checks one or more checklist items, and never owns a process: the harness launches,
 // times out and cleans up.
 import type { Cluster, LaunchedProgram } from "../run/cluster.ts";
+import type { FakeDownstream } from "../harness/downstream.ts";
 import type { Knobs } from "../harness/launch.ts";
+import type { RedisServer } from "../harness/redis.ts";
 
 export interface StartOptions {
   /** Wait until `GET /` answers 200 (default true). */
@@ -23,6 +25,10 @@ export interface ScenarioContext {
   check(itemId: string, verify: () => Promise<string | void>): Promise<boolean>;
   /** Marks an item skipped, with the reason printed for the learner. */
   skip(itemId: string, reason: string): void;
+  /** A fake downstream service for this scenario (stopped when it ends); pass its `url` as DOWNSTREAM_URL. */
+  downstream(): Promise<FakeDownstream>;
+  /** A real redis-server on a free port, or undefined when none is installed (stopped when the scenario ends). */
+  redis(): Promise<RedisServer | undefined>;
   /** A line for --verbose: a comment (`# …`) or a command (`$ …`). */
   trace(line: string): void;
   sleep(ms: number): Promise<void>;

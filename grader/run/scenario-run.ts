@@ -2,9 +2,11 @@
 // always kills every process it launched and checks that none is left.
 import { CheckFailed } from "../checks/assert.ts";
 import type { Scenario, ScenarioContext, StartOptions } from "../checks/scenario.ts";
+import { FakeDownstream } from "../harness/downstream.ts";
 import { HttpFailure } from "../harness/http-client.ts";
 import { launchProgram, type Knobs, type RunningProgram } from "../harness/launch.ts";
 import { freePort } from "../harness/ports.ts";
+import { findRedisServer, RedisServer } from "../harness/redis.ts";
 import { StartupError, waitUntilReady } from "../harness/ready.ts";
 import { sleep, WaitTimeout } from "../harness/timing.ts";
 import { Cluster } from "./cluster.ts";
@@ -43,6 +45,7 @@ export async function runScenario(scenario: Scenario, settings: ScenarioSettings
   const verdicts = new Map<string, Verdict>();
   const programs: RunningProgram[] = [];
   const clusters: Cluster[] = [];
+  const services: Array<{ stop(): Promise<void> }> = [];
   const started = performance.now();
   let lastDecision = started;
   let closed = false;
@@ -99,6 +102,20 @@ export async function runScenario(scenario: Scenario, settings: ScenarioSettings
         return false;
       }
     },
+    async downstream() {
+      const service = await new FakeDownstream().start();
+      services.push(service);
+      trace(`# fake downstream at ${service.url}`);
+      return service;
+    },
+    async redis() {
+      const binary = findRedisServer();
+      if (!binary) return undefined;
+      const server = await RedisServer.start(binary);
+      services.push(server);
+      trace(`$ redis-server --port ${server.port} --save ''    # started by the grader`);
+      return server;
+    },
     skip(itemId, reason) {
       decide(itemId, { status: "skip", message: reason });
     },
@@ -137,6 +154,7 @@ export async function runScenario(scenario: Scenario, settings: ScenarioSettings
 
   await Promise.all(clusters.map((cluster) => cluster.dispose()));
   const leftovers = (await Promise.all(programs.map((program) => program.cleanup()))).flat();
+  await Promise.all(services.map((service) => service.stop().catch(() => {})));
   const outputTail = programs.flatMap((program, index) =>
     program.output.lines.length === 0
       ? []
