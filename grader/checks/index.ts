@@ -10,11 +10,12 @@ import rollingRestart from "./2-2-rolling-restart.ts";
 import healthMonitoring from "./2-3-health-monitoring.ts";
 import advancedIpc from "./2-4-advanced-ipc.ts";
 import workerPool from "./2-5-worker-pool.ts";
+import stickySessions from "./3-1-sticky-sessions.ts";
 import loadBalancer from "./3-2-load-balancer.ts";
 import monitoring from "./3-3-monitoring.ts";
 import circuitBreaker from "./3-4-circuit-breaker.ts";
 
-const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart, healthMonitoring, advancedIpc, workerPool, loadBalancer, monitoring, circuitBreaker];
+const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart, healthMonitoring, advancedIpc, workerPool, stickySessions, loadBalancer, monitoring, circuitBreaker];
 
 export function checksFor(exerciseId: string): ExerciseChecks | undefined {
   return all.find((checks) => checks.exerciseId === exerciseId);
