@@ -58,7 +58,7 @@ async function workPercentiles(app: Cluster, fast: number, slow: number): Promis
 export default defineChecks("3-3", [
   {
     title: "counts, export, resources, custom metrics, history, lag and alerts",
-    items: ["custom-metrics", "counts-requests", "prometheus-format", "resources", "history", "event-loop-lag", "alerts"],
+    items: ["custom-metrics", "counts-requests", "prometheus-format", "resources", "history", "event-loop-lag", "alerts", "dashboard"],
     timeoutMs: 45_000,
     async run(c) {
       const W = 2;
@@ -196,6 +196,14 @@ export default defineChecks("3-3", [
         }
         ensure(resolved, `with healthy traffic, the "error-rate" alert did not move to resolved within four intervals (${4 * INTERVAL} ms)`);
         return "error-rate fired within two intervals and resolved within four";
+      });
+
+      await c.check("dashboard", async () => {
+        const reply = await app.admin("/dashboard", { timeoutMs: 2000 });
+        ensure(reply.status === 200, `GET /dashboard answered ${reply.status}`);
+        ensure(/text\/html/.test(reply.headers["content-type"] ?? ""), `GET /dashboard content-type is ${show(reply.headers["content-type"])} (expected text/html)`);
+        ensure(/<html|<!doctype html/i.test(reply.body), "GET /dashboard does not look like an HTML page");
+        return "GET /dashboard serves an HTML page (the project's browser tests check it refreshes in Chromium)";
       });
     },
   },
