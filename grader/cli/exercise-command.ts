@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChalkInstance } from "chalk";
 import { exercises, type Exercise } from "../catalog/index.ts";
+import { FakeDownstream } from "../harness/downstream.ts";
 import { launchProgram, type RunningProgram } from "../harness/launch.ts";
 import { isListening } from "../harness/ports.ts";
 import { StartupError, waitUntilReady } from "../harness/ready.ts";
@@ -132,6 +133,30 @@ class ProgramSession {
     private readonly interactive: boolean,
   ) {}
 
+  private downstream: FakeDownstream | undefined;
+
+  /**
+   * Exercises that call a downstream (3-4) get the grader's fake one when DOWNSTREAM_URL is
+   * not set, so the program starts and the learner can switch the downstream's behaviour.
+   */
+  private async downstreamEnv(): Promise<Record<string, string>> {
+    const needsOne = this.target.exercise.knobs.some((knob) => knob.name === "DOWNSTREAM_URL");
+    if (!needsOne || process.env.DOWNSTREAM_URL) return {};
+    if (!this.downstream) {
+      this.downstream = await new FakeDownstream().start();
+      const control = this.downstream.controlUrl;
+      print(this.chalk.dim(`▶ a fake downstream for this exercise: ${this.downstream.url}`));
+      print(this.chalk.dim(`  make it fail: curl -X POST ${control}/fail · slow: curl -X POST '${control}/slow?ms=2000' · hang: ${control}/hang · back to normal: ${control}/ok`));
+    }
+    return { DOWNSTREAM_URL: this.downstream.url };
+  }
+
+  /** Stops the fake downstream, if one was started. */
+  async stopDownstream(): Promise<void> {
+    await this.downstream?.stop();
+    this.downstream = undefined;
+  }
+
   private get port(): number | undefined {
     const port = Number(this.portText);
     return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
@@ -154,7 +179,7 @@ class ProgramSession {
     if (generation !== this.generation || this.stopping) return false;
 
     print(chalk.dim(`▶ node --import tsx ${this.target.shownFile}   (PORT=${this.portText} HOST=${this.host}${process.env.WORKERS ? ` WORKERS=${process.env.WORKERS}` : ""})`));
-    const program = launchProgram({ file: this.target.file, cwd: projectRoot, env: { PORT: this.portText, HOST: this.host } });
+    const program = launchProgram({ file: this.target.file, cwd: projectRoot, env: { PORT: this.portText, HOST: this.host, ...(await this.downstreamEnv()) } });
     this.current = program;
     this.stopOutput = program.output.onLine((line) => print(`${chalk.dim("│")} ${line.text}`));
 
@@ -279,6 +304,7 @@ class ProgramSession {
   async shutdown(): Promise<void> {
     this.stopping = true;
     await this.stop();
+    await this.stopDownstream();
   }
 }
 

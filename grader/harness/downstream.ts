@@ -52,7 +52,20 @@ export class FakeDownstream {
     this.maxConcurrent.clear();
   }
 
+  /** Where a person switches the mode by hand: POST /mode/ok | /mode/fail | /mode/hang | /mode/slow?ms=N. */
+  get controlUrl(): string {
+    return this.url.replace(/\/data$/, "/mode");
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const control = /^\/mode\/(ok|fail|hang|slow)(?:\?ms=(\d+))?$/.exec(req.url ?? "");
+    if (control && req.method === "POST") {
+      const kind = control[1];
+      this.setMode(kind === "slow" ? { kind: "slow", ms: Number(control[2] ?? 1000) } : ({ kind } as DownstreamMode));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ mode: this.mode }));
+      return;
+    }
     const workerId = String(req.headers["x-worker-id"] ?? "?");
     const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
     this.calls.push({ workerId, at: performance.now(), traceparent });
