@@ -33,7 +33,8 @@ describe("process table", () => {
     const snapshot = await pollUntil(
       async () => {
         const snap = await processSnapshot();
-        return childrenOf(snap, parent.pid!).length === 2 ? snap : undefined;
+        // Until `sleep` has exec'd, a freshly spawned child still runs node's executable: wait for that moment to pass.
+        return childrenOf(snap, parent.pid!).length === 2 && childrenOf(snap, parent.pid!).every((child) => child.exe !== "") && workersOf(snap, parent.pid!).length <= 1 ? snap : undefined;
       },
       { timeoutMs: 5000, what: "two children" },
     );
