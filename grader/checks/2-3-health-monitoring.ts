@@ -151,8 +151,11 @@ export default defineChecks("2-3", [
         const [connection] = await app.rawConnectionPerWorker(1);
         const victim = connection.workerPid!;
         c.trace(`$ curl -s '${app.origin}/leak?mb=300'    # on the keep-alive connection to worker ${victim}`);
-        const reply = await connection.request("/leak?mb=300", { timeoutMs: 3000 });
-        ensure(reply.kind === "reply" && reply.status === 200, `GET /leak?mb=300 should answer 200 with the worker's rss`);
+        // Touching 300 MB takes a moment on a loaded machine; the worker may also be replaced
+        // right after answering. What is judged is the replacement.
+        const reply = await connection.request("/leak?mb=300", { timeoutMs: 10_000 });
+        ensure(reply.kind !== "timeout", `GET /leak?mb=300 got no answer within 10 s`);
+        ensure(reply.kind !== "reply" || reply.status === 200, `GET /leak?mb=300 answered ${reply.kind === "reply" ? reply.status : ""} (expected 200 with the worker's rss)`);
         return expectReplaced(app, victim, W, 3000, "MAX_RSS_MB=200 after /leak?mb=300");
       });
 
