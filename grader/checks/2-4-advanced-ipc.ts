@@ -180,6 +180,10 @@ export default defineChecks("2-4", [
       });
 
       await c.check("no-leaks", async () => {
+        // Still frozen: the requests that timed out must already be gone (removed on timeout,
+        // not when a late reply happens to arrive).
+        const whileFrozen = readStats(await on(live, "/stats", { timeoutMs: 2000 }));
+        ensure(whileFrozen.pending === 0, `with worker ${idOf(frozen)} still frozen, after the timeouts, worker ${idOf(live)} reports pending ${whileFrozen.pending} (expected 0: a timeout must remove its entry)`);
         app.signalWorker(frozenPid, "SIGCONT");
         await c.sleep(1000);
         const connections = [live, other, frozen];
