@@ -157,7 +157,7 @@ function runPrimary(): void {
 
     switch (member.state) {
       case "draining":
-        // Planned: the rollout (or nobody) waits for this.
+        // Planned: a rollout or a shutdown asked for it.
         log.info(`worker ${worker.id} (version ${member.version}) drained and left (${how})`);
         return;
       case "starting":
@@ -172,12 +172,11 @@ function runPrimary(): void {
         return;
       case "serving": {
         // A crash. The replacement runs the same release as the dead worker — or the cluster's
-        // release if a rollout has finished since, so nobody is left behind on an old one.
-        const version = Math.max(member.version, currentVersion);
-        log.warn(`worker ${worker.id} died unexpectedly (${how}); replacing it with version ${version} shortly`);
+        // release if a rollout has finished meanwhile, so nobody is left behind on an old one.
+        log.warn(`worker ${worker.id} died unexpectedly (${how}); replacing it in ${RESTART_DELAY_MS} ms`);
         const timer = setTimeout(() => {
           restartTimers.delete(timer);
-          forkWorker(version, "serving");
+          forkWorker(Math.max(member.version, currentVersion), "serving");
         }, RESTART_DELAY_MS);
         restartTimers.add(timer);
         return;
