@@ -36,7 +36,10 @@ export default defineChecks("1-1", [
       });
 
       const workerPids = new Set(await app.workers());
-      const replies = await app.discoverWorkers(workerPids.size || 3).catch((error: Error) => error);
+      // First wait (by time) until every worker answers at all, then judge: up to 200 fresh
+      // requests must reach every worker.
+      await app.discoverWorkers(workerPids.size || 3).catch(() => undefined);
+      const replies = await app.discoverWorkers(workerPids.size || 3, { maxRequests: 200 }).catch((error: Error) => error);
 
       await c.check("shares-port", async () => {
         if (replies instanceof Error) throw replies;

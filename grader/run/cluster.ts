@@ -138,22 +138,31 @@ export class Cluster {
   }
 
   /**
-   * Sends requests on fresh connections until `count` different worker pids have answered
-   * (at most `maxRequests`); returns one reply per pid.
+   * Sends requests on fresh connections until `count` different worker pids have answered;
+   * returns one reply per pid. A worker still loading (tsx on a busy machine can take
+   * seconds) must not be mistaken for a missing one, so once the answers stop bringing new
+   * pids the requests slow down and the wait is bounded by time (`timeoutMs`), not only by
+   * `maxRequests`.
    */
-  async discoverWorkers(count: number, { maxRequests = 200, timeoutMs = 5000, path = "/" } = {}): Promise<Map<number, HttpReply>> {
-    this.program.trace(`$ for i in $(seq ${maxRequests}); do ${curlCommand(this.origin, path, { fresh: true })}; done   # until ${count} workers answered`);
+  async discoverWorkers(count: number, { maxRequests = 10_000, timeoutMs = 10_000, path = "/" } = {}): Promise<Map<number, HttpReply>> {
+    this.program.trace(`$ for i in $(seq ${Math.min(maxRequests, 200)}); do ${curlCommand(this.origin, path, { fresh: true })}; done   # until ${count} workers answered`);
     const seen = new Map<number, HttpReply>();
     const deadline = performance.now() + timeoutMs;
     let sent = 0;
+    let sinceNew = 0;
     while (seen.size < count && sent < maxRequests && performance.now() < deadline) {
       sent++;
-      const reply = await this.get(path, { trace: false, timeoutMs: 2000 });
-      if (reply.workerPid !== undefined && !seen.has(reply.workerPid)) seen.set(reply.workerPid, reply);
+      sinceNew++;
+      const reply = await this.get(path, { trace: false, timeoutMs: 2000 }).catch(() => undefined);
+      if (reply?.workerPid !== undefined && !seen.has(reply.workerPid)) {
+        seen.set(reply.workerPid, reply);
+        sinceNew = 0;
+      }
+      if (sinceNew > count * 10) await sleep(25);
     }
     if (seen.size < count) {
       throw new CheckFailed(
-        `expected ${count} different workers to answer GET ${path} (x-worker-pid), saw ${seen.size} in ${sent} requests on fresh connections`,
+        `expected ${count} different workers to answer GET ${path} (x-worker-pid), saw ${seen.size} in ${sent} requests on fresh connections over ${Math.round(timeoutMs - Math.max(0, deadline - performance.now()))} ms`,
       );
     }
     return seen;
