@@ -18,6 +18,10 @@ const benchmarks: Record<string, { path: string; minRatio?: number; note?: strin
   "1-5": { path: "/", minRatio: 0.85 },
   "2-1": { path: "/", minRatio: 0.85 },
   "2-2": { path: "/", minRatio: 0.85 },
+  // 3-1 routes in the primary: the hand-off alone is measured on a path with no session work
+  // (GET /session without a cookie answers 404 from the worker, so autocannon counts it as non-2xx).
+  "3-1": { path: "/session", minRatio: 0.7, note: "socket hand-off only (404 without a cookie); GET / adds a session-store round trip" },
+  "3-2": { path: "/", note: "a proxy in the primary: every request and response crosses it" },
 };
 
 /** Rollouts measured under load: the solution must drop nothing; the textbook way is shown for contrast. */
@@ -120,7 +124,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const ratio = s.requestsPerSecond / b.requestsPerSecond;
     const ok = spec.minRatio === undefined || ratio >= spec.minRatio;
     if (!ok) belowBar++;
-    const verdict = spec.minRatio === undefined ? chalk.dim(spec.note ?? "") : ok ? chalk.green(`≥ ${spec.minRatio * 100}% ✔`) : chalk.red(`< ${spec.minRatio * 100}% ✘`);
+    const bar = spec.minRatio === undefined ? "" : ok ? chalk.green(`≥ ${spec.minRatio * 100}% ✔`) : chalk.red(`< ${spec.minRatio * 100}% ✘`);
+    const verdict = [bar, spec.note ? chalk.dim(`(${spec.path}: ${spec.note})`) : ""].filter(Boolean).join(" ");
     console.log(`${chalk.bold(exercise.id)} ${exercise.title}`);
     console.log(`  baseline  ${b.requestsPerSecond.toString().padStart(7)} req/s  p50 ${b.latencyP50Ms} ms  p99 ${b.latencyP99Ms} ms`);
     console.log(
