@@ -24,6 +24,10 @@ async function versionsByWorker(app: Cluster, count: number): Promise<Map<number
 
 /** Waits until none of `oldPids` is alive and there are `count` workers again. */
 async function waitForRollout(app: Cluster, oldPids: number[], count: number, timeoutMs: number): Promise<number[]> {
+  // A rollout starts with a fork: if none comes, say so now instead of waiting out the whole timeout.
+  await app.program
+    .waitForWorkers((pids) => pids.some((pid) => !oldPids.includes(pid)), Math.min(timeoutMs, 5000), "a replacement to be forked")
+    .catch(() => fail("SIGUSR2 started no rollout: no new worker was forked within 5 s"));
   return app.program
     .waitForWorkers((pids) => pids.length === count && !pids.some((pid) => oldPids.includes(pid)), timeoutMs, "the rollout to finish")
     .catch(async () => {

@@ -111,14 +111,15 @@ export default defineChecks("3-2", [
 
       await c.check("least-connections", async () => {
         c.trace(`$ curl -s '${app.origin}/work?ms=1500' & curl -s '${app.origin}/work?ms=1500' &`);
-        const slow = [app.get("/work?ms=1500", { trace: false, timeoutMs: 5000 }), app.get("/work?ms=1500", { trace: false, timeoutMs: 5000 })];
+        // Kept as outcomes (never a rejection left unhandled if a check below throws first).
+        const slow = [0, 1].map(() => app.get("/work?ms=1500", { trace: false, timeoutMs: 5000 }).catch((error: Error) => error));
         await c.sleep(150);
         const quick: string[] = [];
         for (let i = 0; i < 5; i++) {
           quick.push((await app.get("/", { trace: false })).workerId ?? "?");
           await c.sleep(50);
         }
-        const busy = (await Promise.all(slow)).map((reply) => reply.workerId ?? "?");
+        const busy = (await Promise.all(slow)).map((reply) => (reply instanceof Error ? fail(`a slow /work?ms=1500 failed: ${reply.message}`) : (reply.workerId ?? "?")));
         ensure(new Set(busy).size === 2, `the two slow requests went to ${show(busy)}: least connections should have put them on two different workers`);
         ensure(new Set(quick).size === 1 && !busy.includes(quick[0]), `with workers ${busy.join(" and ")} busy, the next five requests went to ${show(quick)} (expected all on the third)`);
         return `slow on ${busy.join(", ")}; the next five all on ${quick[0]}`;
@@ -138,7 +139,7 @@ export default defineChecks("3-2", [
         // Drain the worker of key-0 while it still holds a slow request: the others' keys must stay put.
         const victim = before.get("key-0")!;
         c.trace(`$ curl -s -H 'x-lb-key: key-0' '${app.origin}/work?ms=2000' &`);
-        const holding = app.get("/work?ms=2000", { trace: false, headers: { "x-lb-key": "key-0" }, timeoutMs: 6000 });
+        const holding = app.get("/work?ms=2000", { trace: false, headers: { "x-lb-key": "key-0" }, timeoutMs: 6000 }).catch((error: Error) => error);
         await c.sleep(100);
         c.trace(`$ curl -s -X POST ${app.adminOrigin}/lb/workers/${victim}/drain`);
         const drain = await app.admin(`/lb/workers/${encodeURIComponent(victim)}/drain`, { method: "POST", timeoutMs: 2000 });
@@ -201,7 +202,7 @@ export default defineChecks("3-2", [
       const app = await startBalancer(c, { WORKERS: W, LB_STRATEGY: "round-robin" });
       await c.check("drains", async () => {
         c.trace(`$ curl -s '${app.origin}/work?ms=800' &`);
-        const slow = app.get("/work?ms=800", { trace: false, timeoutMs: 5000 });
+        const slow = app.get("/work?ms=800", { trace: false, timeoutMs: 5000 }).catch((error: Error) => error);
         const busy = await pollUntil(async () => (await lb(app)).workers.find((w) => Number(w.active) > 0), { timeoutMs: 500, intervalMs: 20, what: "the busy worker" }).catch(() =>
           fail("with /work?ms=800 in flight, no worker shows active > 0 in /lb"),
         );
@@ -211,6 +212,7 @@ export default defineChecks("3-2", [
         const later = await spread(app, 10);
         ensure(!later.has(String(busy.id)), `after the drain, worker ${busy.id} still got ${later.get(String(busy.id))} of 10 new requests`);
         const reply = await slow;
+        if (reply instanceof Error) fail(`the request in flight on the drained worker failed: ${reply.message}`);
         ensure(reply.status === 200 && String(reply.workerId) === String(busy.id), `the request in flight on the drained worker answered ${reply.status} from ${reply.workerId}`);
         await app.program
           .waitForWorkers((pids) => !pids.includes(Number(busy.pid)), 5000, "the drained worker to exit")

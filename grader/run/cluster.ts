@@ -202,7 +202,9 @@ export class Cluster {
   }
 
   signalWorker(pid: number, signal: NodeJS.Signals): void {
-    if (signal === "SIGKILL" || signal === "SIGSTOP") this.disturbed = true;
+    // Only a killed worker brings the known hand-off race; a stopped one is what health
+    // checks must route around, so requests after a SIGSTOP get no retry.
+    if (signal === "SIGKILL") this.disturbed = true;
     this.program.signalWorker(pid, signal);
   }
 

@@ -1,9 +1,10 @@
-// Every check can fail: for each Level 1 and Level 2 checklist item, a reference solution with
+// Every check can fail: for each Level 1, 2 and 3 checklist item, a reference solution with
 // one classic mistake written into it must fail that item (and the grader must not crash on it).
 import { describe, expect, it } from "vitest";
 import { findLevel, upcomingLevels, type Exercise } from "../../grader/catalog/index.ts";
 import { level1Mistakes } from "../fixtures/mistakes/level-1.ts";
 import { level2Mistakes } from "../fixtures/mistakes/level-2.ts";
+import { level3Mistakes } from "../fixtures/mistakes/level-3.ts";
 import { messages } from "../support/grade.ts";
 import { gradeMistake, type Mistake } from "../support/mutant.ts";
 
@@ -15,6 +16,7 @@ function exercisesOf(level: number): Exercise[] | undefined {
 const levels: Array<[number, Mistake[]]> = [
   [1, level1Mistakes],
   [2, level2Mistakes],
+  [3, level3Mistakes],
 ];
 
 describe.each(levels)("level %i mistake fixtures", (level, mistakes) => {

@@ -28,7 +28,7 @@ for (const level of levels) {
         expect(messages(result)).not.toMatch(/grader error/);
         for (const item of result.items.filter((i) => i.status === "fail")) expect(item.message.length, item.id).toBeGreaterThan(10);
         expect(await leftoversAfter(marker)).toEqual([]);
-      }, 90_000);
+      }, 180_000);
     }
   });
 }

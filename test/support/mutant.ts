@@ -46,6 +46,8 @@ export async function gradeMistake(mistake: Mistake, extra: { startupTimeoutMs?:
     await mkdir(dirname(target), { recursive: true });
     await writeFile(target, applyEdits(solution, mistake.edits, `${mistake.exercise}/${mistake.item}`));
     await symlink(join(projectRoot, "shared"), join(checkout, "shared"));
+    // Like a student's checkout, the mutant sees the project's packages (ioredis for 3-1).
+    await symlink(join(projectRoot, "node_modules"), join(checkout, "node_modules"));
     return await gradeExercise(exercise, {
       target: mistake.exercise,
       source: "submission",
