@@ -10,11 +10,19 @@ import { defineChecks } from "./scenario.ts";
 async function crashOne(app: Cluster): Promise<{ pid: number; at: number }> {
   // A replacement may still be loading on a busy machine: this waits for "a worker answers",
   // it does not judge timing, so it is generous.
-  const reply = await pollUntil(() => app.get("/crash", { timeoutMs: 1000 }).catch(() => undefined), {
-    timeoutMs: 8000,
-    intervalMs: 25,
-    what: "a worker answering GET /crash",
-  }).catch(() => fail("no worker answered GET /crash within 8 s"));
+  // With no worker at all for 3 s (the delays graded here are at most 1.5 s), nothing is coming.
+  let noWorkerSince: number | undefined;
+  const reply = await pollUntil(
+    async () => {
+      const answer = await app.get("/crash", { timeoutMs: 1000 }).catch(() => undefined);
+      if (answer) return answer;
+      const alive = (await app.workers()).length;
+      noWorkerSince = alive > 0 ? undefined : (noWorkerSince ?? performance.now());
+      if (noWorkerSince !== undefined && performance.now() - noWorkerSince > 3000) fail("no worker is left to answer GET /crash, and none was forked for 3 s: crashed workers are not being replaced");
+      return undefined;
+    },
+    { timeoutMs: 8000, intervalMs: 25, what: "a worker answering GET /crash" },
+  ).catch((error: Error) => fail(error.name === "CheckFailed" ? error.message : "no worker answered GET /crash within 8 s"));
   ensure(reply.status === 200, `GET /crash should answer 200 before crashing, got ${reply.status}`);
   const pid = reply.workerPid ?? Number((parseJson(reply.body) as { pid?: unknown } | undefined)?.pid);
   ensure(Number.isInteger(pid), "GET /crash did not say which worker answered (no x-worker-pid)");
