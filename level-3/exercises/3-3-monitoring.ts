@@ -36,6 +36,7 @@ import {
   HttpError,
   queryInt,
   requestUrl,
+  type RequestTarget,
   sendError,
   sendFailure,
   sendJson,
@@ -913,7 +914,7 @@ function runPrimary(): void {
 }
 
 /** Reads ?minutes=N: a positive number (fractions allowed), or undefined for "all of it". */
-function minutesParam(url: URL): number | undefined {
+function minutesParam(url: RequestTarget): number | undefined {
   const value = url.searchParams.get("minutes");
   if (value === null || value === "") return undefined;
   const minutes = Number(value);
@@ -1084,7 +1085,7 @@ function runWorker(): void {
   const server = http.createServer((req, res) => {
     const startedAt = performance.now();
     const method = req.method ?? "UNKNOWN";
-    let url: URL | undefined;
+    let url: RequestTarget | undefined;
     try {
       url = requestUrl(req);
     } catch {
@@ -1162,7 +1163,7 @@ function consumeBody(req: IncomingMessage, limit: number): Promise<number> {
 async function handleRequest(
   req: IncomingMessage,
   res: ServerResponse,
-  url: URL,
+  url: RequestTarget,
   orders: Counter,
 ): Promise<void> {
   const { workerId, pid } = workerIdentity();

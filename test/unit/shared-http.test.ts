@@ -52,4 +52,18 @@ describe("shared/http", () => {
     expect((await request(server).get("/missing").expect(404)).body).toEqual({ error: "no route for /missing" });
     expect((await request(server).get("/bug").expect(500)).body).toEqual({ error: "internal error" });
   });
+
+  it("splits a request target the way the WHATWG URL parser does, fast path or not", () => {
+    const targets = [
+      "/", "/crash", "/api/data", "/slow?ms=100", "/slow?ms=", "/slow?", "/echo?text=a+b&text=c", "/echo?text=%22hi%22",
+      '/echo?text="hi"', "/a/../b", "/a/./b", "/./x", "/%41", "/x%2Fy", "//evil.example/x", "/a\\b", "/a#frag", "/slow?ms=1#x",
+      "http://other.example/path?q=1", "/caf\u00e9", "/a b", "/~user/-_",
+    ];
+    for (const target of targets) {
+      const ours = requestUrl({ url: target } as http.IncomingMessage);
+      const theirs = new URL(target, "http://localhost");
+      expect(ours.pathname, target).toBe(theirs.pathname);
+      expect([...ours.searchParams], target).toEqual([...theirs.searchParams]);
+    }
+  });
 });
