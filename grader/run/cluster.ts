@@ -88,16 +88,25 @@ export class Cluster {
     const byPid = new Map<number, KeepAliveConnection>();
     const deadline = performance.now() + timeoutMs;
     let attempts = 0;
-    while (byPid.size < count && performance.now() < deadline && attempts < count * 40) {
+    let sinceNew = 0;
+    // Bounded by time, not by a number of connections: a worker still loading takes none of
+    // them, and on a busy machine that can last longer than a burst of connections does.
+    while (byPid.size < count && performance.now() < deadline) {
       attempts++;
+      sinceNew++;
       const connection = this.keepAlive();
       const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
-      if (reply.workerPid !== undefined && !byPid.has(reply.workerPid)) byPid.set(reply.workerPid, connection);
-      else await this.closeConnection(connection);
+      if (reply.workerPid !== undefined && !byPid.has(reply.workerPid)) {
+        byPid.set(reply.workerPid, connection);
+        sinceNew = 0;
+      } else {
+        await this.closeConnection(connection);
+      }
+      if (sinceNew > count * 10) await sleep(25);
     }
     if (byPid.size < count) {
       throw new CheckFailed(
-        `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections`,
+        `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections in ${timeoutMs} ms`,
       );
     }
     return [...byPid.values()];
@@ -116,18 +125,24 @@ export class Cluster {
     const byPid = new Map<number, RawConnection>();
     const deadline = performance.now() + timeoutMs;
     let attempts = 0;
-    while (byPid.size < count && performance.now() < deadline && attempts < count * 40) {
+    let sinceNew = 0;
+    // Bounded by time, as in connectionPerWorker.
+    while (byPid.size < count && performance.now() < deadline) {
       attempts++;
+      sinceNew++;
       const connection = await this.raw();
       const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
-      if (reply.kind === "reply" && reply.workerPid !== undefined && !reply.closing && !byPid.has(reply.workerPid)) byPid.set(reply.workerPid, connection);
-      else {
+      if (reply.kind === "reply" && reply.workerPid !== undefined && !reply.closing && !byPid.has(reply.workerPid)) {
+        byPid.set(reply.workerPid, connection);
+        sinceNew = 0;
+      } else {
         connection.close();
         this.rawConnections.delete(connection);
       }
+      if (sinceNew > count * 10) await sleep(25);
     }
     if (byPid.size < count) {
-      throw new CheckFailed(`expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} after ${attempts} connections`);
+      throw new CheckFailed(`expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} after ${attempts} connections in ${timeoutMs} ms`);
     }
     return [...byPid.values()];
   }

@@ -16,6 +16,7 @@ import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import os from "node:os";
 import { setTimeout as delay } from "node:timers/promises";
+import { isStartedDirectly } from "../../shared/entry.ts";
 import { durationKnob, intKnob, loadConfig, serverConfig } from "../../shared/env.ts";
 import {
   DEFAULT_BODY_LIMIT,
@@ -119,7 +120,7 @@ function integerIn(body: Record<string, unknown>, field: string, min: number, ma
 }
 
 /** Turns a parsed JSON body into a TaskSpec, or throws HttpError 400 saying why it cannot. */
-function parseTask(body: unknown): TaskSpec {
+export function parseTask(body: unknown): TaskSpec {
   if (!isObject(body) || Array.isArray(body)) {
     throw new HttpError(400, 'expected a JSON object such as { "type": "fibonacci", "n": 30 }');
   }
@@ -220,10 +221,12 @@ function isErrorMessage(message: unknown): message is ErrorMessage {
   );
 }
 
-if (cluster.isPrimary) {
-  runPrimary();
-} else {
-  runWorker();
+// The cluster starts when node runs this file: npm run solution 2-5, the grader, and each
+// worker that cluster.fork() starts from it. A test that imports the file to try parseTask
+// in process gets the function and nothing else.
+if (isStartedDirectly(import.meta.url)) {
+  if (cluster.isPrimary) runPrimary();
+  else runWorker();
 }
 
 // ---- The primary ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findExercise } from "../../grader/catalog/index.ts";
+import { findExercise, findLevel } from "../../grader/catalog/index.ts";
 import { projectRoot } from "../../grader/paths.ts";
 import { runCli } from "../support/cli.ts";
 
@@ -65,4 +65,53 @@ describe("npm run grade -- <target> --submissions DIR", () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/\.csv, \.json or \.html/);
   });
+});
+
+describe("npm run grade -- level-2 --submissions DIR", () => {
+  const level2 = findLevel(2)!.exercises;
+  const total = level2.reduce((sum, exercise) => sum + exercise.items.length, 0);
+  let level2Class = "";
+
+  /** A checkout with `files` (exercise id → what the student handed in), shared/ and node_modules linked in. */
+  async function checkout(name: string, files: Record<string, { from?: string; text?: string }>) {
+    const dir = join(level2Class, name);
+    await mkdir(dir, { recursive: true });
+    await symlink(join(projectRoot, "shared"), join(dir, "shared"));
+    await symlink(join(projectRoot, "node_modules"), join(dir, "node_modules"));
+    for (const exercise of level2) {
+      const file = files[exercise.id];
+      if (!file) continue;
+      await mkdir(join(dir, dirname(exercise.stub)), { recursive: true });
+      if (file.from) await copyFile(join(projectRoot, file.from), join(dir, exercise.stub));
+      if (file.text) await writeFile(join(dir, exercise.stub), file.text);
+    }
+  }
+
+  beforeAll(async () => {
+    level2Class = await mkdtemp(join(os.tmpdir(), "course-class-2-"));
+    const byId = (pick: (exercise: (typeof level2)[number]) => { from?: string; text?: string }) =>
+      Object.fromEntries(level2.map((exercise) => [exercise.id, pick(exercise)]));
+    await checkout("complete", byId((exercise) => ({ from: exercise.solution })));
+    // Partial: 2-1 and 2-4 done, the rest not started (no file at all).
+    await checkout("partial", { "2-1": { from: findExercise("2-1")!.solution }, "2-4": { from: findExercise("2-4")!.solution } });
+    await checkout("broken", byId(() => ({ text: "import cluster from 'node:cluster';\nif (cluster.isPrimary {\n" })));
+  });
+  afterAll(() => rm(level2Class, { recursive: true, force: true }));
+
+  it("prints students × exercises with the items passed; a broken or missing file never stops the others", async () => {
+    const csvFile = join(level2Class, "level-2.csv");
+    const run = await runCli(["grade", "level-2", "--submissions", level2Class, "--report", csvFile], 300_000);
+    expect(run.code, run.stderr).toBe(1);
+    const row = (name: string) => run.stdout.split("\n").find((line) => line.startsWith(name)) ?? "";
+    expect(row("complete")).toMatch(new RegExp(`${total}/${total}\\s*$`));
+    for (const exercise of level2) expect(row("complete")).toContain(`${exercise.items.length}/${exercise.items.length}`);
+    const partialItems = findExercise("2-1")!.items.length + findExercise("2-4")!.items.length;
+    expect(row("partial")).toMatch(new RegExp(`${partialItems}/${total}\\s*$`));
+    expect(row("broken")).toMatch(new RegExp(`0/${total}`));
+
+    const csv = (await readFile(csvFile, "utf8")).trim().split("\n");
+    expect(csv[0]).toBe(["student", ...level2.flatMap((e) => [`${e.id} passed`, `${e.id} total`, `${e.id} status`]), "passed", "total", "error"].join(","));
+    expect(csv.map((line) => line.split(",")[0])).toEqual(["student", "broken", "complete", "partial"]);
+    expect(csv[2]).toMatch(new RegExp(`,${total},${total},$`));
+  }, 320_000);
 });
