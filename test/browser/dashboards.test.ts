@@ -83,8 +83,11 @@ describe.skipIf(skip)("dashboards in headless Chromium", () => {
     await page.close();
   }, 60_000);
 
-  it("3-3: shows every worker and refreshes itself", async () => {
-    const app = await startProgram("solutions/level-3/3-3-monitoring.ts", { WORKERS: 2, METRICS_INTERVAL_MS: 250 });
+  it.each([
+    ["the reference solution", "solutions/level-3/3-3-monitoring.ts", "dashboard-3-3.png"],
+    ["an independent plain-JS program", "test/fixtures/alternatives/3-3-monitoring.mjs", "dashboard-3-3-alternative.png"],
+  ])("3-3 (%s): shows every worker and refreshes itself", async (_who, file, screenshot) => {
+    const app = await startProgram(file, { WORKERS: 2, METRICS_INTERVAL_MS: 250 });
     running.push(app);
     const page = await browser!.newPage();
     let workers: Array<{ pid: number }> = [];
@@ -96,7 +99,7 @@ describe.skipIf(skip)("dashboards in headless Chromium", () => {
     const before = await waitForText(page, (text) => workers.every((w) => text.includes(String(w.pid))), 5000, "every worker's pid");
     await traffic(app.origin, 40);
     await waitForText(page, (text) => text !== before, 5000, "the page changing after traffic (it should refresh itself)");
-    await page.screenshot({ path: join(outputDir, "dashboard-3-3.png"), fullPage: true });
+    await page.screenshot({ path: join(outputDir, screenshot), fullPage: true });
     await page.close();
   }, 60_000);
 });

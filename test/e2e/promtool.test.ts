@@ -1,5 +1,6 @@
 // The 3-3 reference solution's /metrics, after real traffic, passes both the grader's strict
-// parser and `promtool check metrics` (mandatory with REQUIRE_PROMTOOL=1, as in CI).
+// parser and `promtool check metrics` (mandatory with REQUIRE_PROMTOOL=1, as in CI); so does
+// that of a program written by someone else from the spec alone, whose exposition is hand-made.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,15 +12,19 @@ const PROMTOOL = ["/usr/bin/promtool", "/usr/local/bin/promtool"].find((path) =>
 const skip = !PROMTOOL && process.env.REQUIRE_PROMTOOL !== "1";
 if (skip) console.warn("promtool not installed: the promtool check of 3-3's /metrics is skipped (apt-get install prometheus)");
 
-let app: StartedProgram | undefined;
+const running: StartedProgram[] = [];
 afterAll(async () => {
-  await app?.program.cleanup();
+  await Promise.all(running.map((started) => started.program.cleanup()));
 });
 
 describe.skipIf(skip)("3-3 /metrics and promtool", () => {
-  it("passes promtool check metrics and the grader's parser", async () => {
+  it.each([
+    ["the reference solution", "solutions/level-3/3-3-monitoring.ts"],
+    ["an independent plain-JS program", "test/fixtures/alternatives/3-3-monitoring.mjs"],
+  ])("%s passes promtool check metrics and the grader's parser", async (_who, file) => {
     expect(PROMTOOL, "REQUIRE_PROMTOOL=1 but no promtool found").toBeDefined();
-    app = await startProgram("solutions/level-3/3-3-monitoring.ts", { WORKERS: 2, METRICS_INTERVAL_MS: 250 });
+    const app = await startProgram(file, { WORKERS: 2, METRICS_INTERVAL_MS: 250 });
+    running.push(app);
     for (const path of ["/", "/work?ms=5", "/error", "/nope?x=1", "/orders"]) {
       await fetch(`${app.origin}${path}`, { method: path === "/orders" ? "POST" : "GET", signal: AbortSignal.timeout(3000) }).then((r) => r.text());
     }
