@@ -12,6 +12,11 @@ export interface FileWatcherOptions {
   debounceMs?: number;
   /** Polling interval of the fallback. */
   pollMs?: number;
+  /**
+   * Use file events (default true). Off, only polling remains: that is how the watcher behaves
+   * where events never arrive, and how a test proves the fallback works on its own.
+   */
+  fileEvents?: boolean;
 }
 
 function signatureOf(file: string): string {
@@ -26,6 +31,7 @@ function signatureOf(file: string): string {
 export class FileWatcher {
   private readonly debounceMs: number;
   private readonly pollMs: number;
+  private readonly fileEvents: boolean;
   private fileWatcher: FSWatcher | undefined;
   private directoryWatcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -41,12 +47,15 @@ export class FileWatcher {
   ) {
     this.debounceMs = options.debounceMs ?? 200;
     this.pollMs = options.pollMs ?? 500;
+    this.fileEvents = options.fileEvents ?? true;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
     this.lastSignature = signatureOf(this.file);
+    watchFile(this.file, { interval: this.pollMs, persistent: true }, this.onPoll);
+    if (!this.fileEvents) return;
     this.watchFileEvents();
     try {
       const name = basename(this.file);
@@ -58,7 +67,6 @@ export class FileWatcher {
     } catch {
       // The directory cannot be watched (gone, or no inotify slots left): polling still works.
     }
-    watchFile(this.file, { interval: this.pollMs, persistent: true }, this.onPoll);
   }
 
   stop(): void {
@@ -108,7 +116,7 @@ export class FileWatcher {
     this.lastSignature = signature;
     // A file that just disappeared is usually half of a save-by-rename; its return is the change.
     if (signature === "missing") return;
-    if (signature.split(":")[0] !== this.watchedInode || !this.fileWatcher) this.watchFileEvents();
+    if (this.fileEvents && (signature.split(":")[0] !== this.watchedInode || !this.fileWatcher)) this.watchFileEvents();
     this.onChange();
   }
 }
