@@ -1,23 +1,13 @@
 // 2-1 graceful-shutdown — Graceful shutdown with a timeout.
 import { parseJson } from "../harness/http-client.ts";
-import { describeOutcome, type RawConnection, type RawOutcome } from "../harness/raw-http.ts";
+import { describeOutcome, type RawConnection } from "../harness/raw-http.ts";
 import type { Cluster } from "../run/cluster.ts";
-import { ensure, fail } from "./assert.ts";
+import { ensure } from "./assert.ts";
 import type { ScenarioContext } from "./scenario.ts";
 import { defineChecks } from "./scenario.ts";
-import { ShutdownWatch } from "./shutdown-watch.ts";
+import { refusedProperly, ShutdownWatch } from "./shutdown-watch.ts";
 
 const WORKERS = 2;
-
-/** A request that must not succeed during shutdown: refused, reset, closed or 503 — never 200, never a hang. */
-function refusedProperly(outcome: RawOutcome | Error, where: string): string {
-  if (outcome instanceof Error) return `${where}: refused (${outcome.message})`;
-  if (outcome.kind === "timeout") fail(`${where}: no answer within 1.5 s — a request during shutdown must be refused or answered 503, not left hanging`);
-  if (outcome.kind !== "reply") return `${where}: ${outcome.kind}`;
-  ensure(outcome.status !== 200, `${where}: answered 200 during shutdown (expected 503 with Connection: close, or a closed connection)`);
-  ensure(outcome.status === 503, `${where}: answered ${outcome.status} during shutdown (expected 503)`);
-  return `${where}: 503`;
-}
 
 /** Launches, opens one idle keep-alive connection per worker, and sends a slow request. */
 async function startWithTraffic(c: ScenarioContext, knobs: Record<string, number>, slowMs: number) {

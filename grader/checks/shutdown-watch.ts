@@ -4,8 +4,10 @@
 import type { ExitInfo } from "../harness/launch.ts";
 import { processSnapshot } from "../harness/process-table.ts";
 import { ProcessWatch } from "../harness/process-watch.ts";
+import type { RawOutcome } from "../harness/raw-http.ts";
 import { sleep } from "../harness/timing.ts";
 import type { Cluster } from "../run/cluster.ts";
+import { ensure, fail } from "./assert.ts";
 
 export interface ShutdownResult {
   exit?: ExitInfo;
@@ -76,4 +78,14 @@ export class ShutdownWatch {
   get cluster(): Cluster {
     return this.app;
   }
+}
+
+/** A request that must not succeed during shutdown: refused, reset, closed or 503 — never 200, never a hang. */
+export function refusedProperly(outcome: RawOutcome | Error, where: string): string {
+  if (outcome instanceof Error) return `${where}: refused (${outcome.message})`;
+  if (outcome.kind === "timeout") fail(`${where}: no answer within 1.5 s — a request during shutdown must be refused or answered 503, not left hanging`);
+  if (outcome.kind !== "reply") return `${where}: ${outcome.kind}`;
+  ensure(outcome.status !== 200, `${where}: answered 200 during shutdown (expected 503 with Connection: close, or a closed connection)`);
+  ensure(outcome.status === 503, `${where}: answered ${outcome.status} during shutdown (expected 503)`);
+  return `${where}: 503`;
 }

@@ -83,33 +83,12 @@ export class Cluster {
    * Opens keep-alive connections until each of `count` workers owns one; returns one per
    * worker. Connections that land on an already covered worker are closed.
    */
-  async connectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<KeepAliveConnection[]> {
-    this.program.trace(`# opening keep-alive connections until each of the ${count} workers has one`);
-    const byPid = new Map<number, KeepAliveConnection>();
-    const deadline = performance.now() + timeoutMs;
-    let attempts = 0;
-    let sinceNew = 0;
-    // Bounded by time, not by a number of connections: a worker still loading takes none of
-    // them, and on a busy machine that can last longer than a burst of connections does.
-    while (byPid.size < count && performance.now() < deadline) {
-      attempts++;
-      sinceNew++;
-      const connection = this.keepAlive();
-      const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
-      if (reply.workerPid !== undefined && !byPid.has(reply.workerPid)) {
-        byPid.set(reply.workerPid, connection);
-        sinceNew = 0;
-      } else {
-        await this.closeConnection(connection);
-      }
-      if (sinceNew > count * 10) await sleep(25);
-    }
-    if (byPid.size < count) {
-      throw new CheckFailed(
-        `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections in ${timeoutMs} ms`,
-      );
-    }
-    return [...byPid.values()];
+  connectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<KeepAliveConnection[]> {
+    return this.onePerWorker(count, timeoutMs, {
+      open: async () => this.keepAlive(),
+      workerPid: async (connection, requestTimeoutMs) => (await connection.request(path, { timeoutMs: requestTimeoutMs })).workerPid,
+      discard: (connection) => this.closeConnection(connection),
+    });
   }
 
   /** A plain TCP keep-alive connection that never reconnects by itself. */
@@ -120,29 +99,58 @@ export class Cluster {
   }
 
   /** One raw keep-alive connection per worker (opened with GET `path` until every worker has one). */
-  async rawConnectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<RawConnection[]> {
+  rawConnectionPerWorker(count: number, { timeoutMs = 5000, path = "/" } = {}): Promise<RawConnection[]> {
+    return this.onePerWorker(count, timeoutMs, {
+      open: () => this.raw(),
+      workerPid: async (connection, requestTimeoutMs) => {
+        const reply = await connection.request(path, { timeoutMs: requestTimeoutMs });
+        // A connection the worker is about to close is no connection to keep.
+        return reply.kind === "reply" && !reply.closing ? reply.workerPid : undefined;
+      },
+      discard: (connection) => {
+        connection.close();
+        this.rawConnections.delete(connection);
+      },
+    });
+  }
+
+  /**
+   * The search behind both: open a connection, ask it which worker answers, keep it if that
+   * worker has none yet, else discard it. Bounded by time, not by a number of connections: a
+   * worker still loading takes none of them, and on a busy machine that can last longer than
+   * a burst of connections does. When no new worker turns up, it slows down.
+   */
+  private async onePerWorker<Connection>(
+    count: number,
+    timeoutMs: number,
+    how: {
+      open: () => Promise<Connection>;
+      workerPid: (connection: Connection, requestTimeoutMs: number) => Promise<number | undefined>;
+      discard: (connection: Connection) => Promise<void> | void;
+    },
+  ): Promise<Connection[]> {
     this.program.trace(`# opening keep-alive connections until each of the ${count} workers has one`);
-    const byPid = new Map<number, RawConnection>();
+    const byPid = new Map<number, Connection>();
     const deadline = performance.now() + timeoutMs;
     let attempts = 0;
     let sinceNew = 0;
-    // Bounded by time, as in connectionPerWorker.
     while (byPid.size < count && performance.now() < deadline) {
       attempts++;
       sinceNew++;
-      const connection = await this.raw();
-      const reply = await connection.request(path, { timeoutMs: Math.max(200, Math.min(2000, deadline - performance.now())) });
-      if (reply.kind === "reply" && reply.workerPid !== undefined && !reply.closing && !byPid.has(reply.workerPid)) {
-        byPid.set(reply.workerPid, connection);
+      const connection = await how.open();
+      const pid = await how.workerPid(connection, Math.max(200, Math.min(2000, deadline - performance.now())));
+      if (pid !== undefined && !byPid.has(pid)) {
+        byPid.set(pid, connection);
         sinceNew = 0;
       } else {
-        connection.close();
-        this.rawConnections.delete(connection);
+        await how.discard(connection);
       }
       if (sinceNew > count * 10) await sleep(25);
     }
     if (byPid.size < count) {
-      throw new CheckFailed(`expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} after ${attempts} connections in ${timeoutMs} ms`);
+      throw new CheckFailed(
+        `expected ${count} different workers to answer on keep-alive connections, saw ${byPid.size} (pids ${[...byPid.keys()].join(", ") || "none"}) after ${attempts} connections in ${timeoutMs} ms`,
+      );
     }
     return [...byPid.values()];
   }
