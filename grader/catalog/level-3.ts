@@ -1,5 +1,5 @@
 // Level 3 — Advanced: traffic, observability, resilience. Item ids and texts are the contract's, word for word.
-import type { Knob, Level } from "./types.ts";
+import type { Exercise, Knob, Level } from "./types.ts";
 
 const common: Knob[] = [
   { name: "PORT", default: "8000", description: "the public port (owned by the primary where it routes)" },
@@ -253,5 +253,92 @@ export const level3: Level = {
         "curl -s -X POST http://127.0.0.1:{adminPort}/breakers/open",
       ],
     },
+  ],
+};
+
+/**
+ * 3-5, the capstone: everything of the course in one service. Listed in level 3 once its
+ * files are all in place; until then it is gradable by id (see upcomingLevels in index.ts).
+ */
+export const productionCluster: Exercise = {
+  id: "3-5",
+  level: 3,
+  slug: "production-cluster",
+  title: "The capstone: a production cluster",
+  difficulty: 5,
+  minutes: [120, 180],
+  stub: "level-3/exercises/3-5-production-cluster.ts",
+  solution: "solutions/level-3/3-5-production-cluster.ts",
+  guide: "guides/12-production-cluster.md",
+  brief:
+    "Everything together, as one service a team could deploy. The primary owns the public port and routes: a request with a session cookie goes to the session's worker, any other to the worker with the fewest requests in flight. It replaces crashed workers within restart limits, rolls out on SIGUSR2 without dropping a request, shuts down gracefully on SIGTERM or Ctrl+C, limits each client address cluster-wide, and serves an admin port behind a bearer token (metrics, status, rollout). Workers answer /health and /ready honestly, call a downstream through a circuit breaker, measure themselves, tag every request with an id, add security headers, refuse bad input with a 4xx, and log one JSON object per line.",
+  goals: [
+    "Combine routing, sessions, rollouts, crash recovery and graceful shutdown in one primary",
+    "Tell liveness from readiness, and drain without dropping a request",
+    "Protect the service: admin token, rate limit, body limit, security headers",
+    "Make it observable: request ids, trace context, structured logs, Prometheus metrics",
+  ],
+  knobs: [
+    ...common,
+    { name: "ADMIN_TOKEN", default: "(none: the admin server stays off)", description: "the bearer token of the admin port" },
+    { name: "DOWNSTREAM_URL", default: "(required)", description: "the service behind GET /api/data" },
+    { name: "RESTART_DELAY_MS", default: "1000", description: "wait before replacing a crashed worker" },
+    { name: "MAX_RESTARTS", default: "5", description: "restarts allowed within the window" },
+    { name: "RESTART_WINDOW_MS", default: "60000", description: "length of the sliding window" },
+    { name: "SHUTDOWN_TIMEOUT_MS", default: "10000", description: "how long a drain may take before what is left is killed" },
+    { name: "READY_TIMEOUT_MS", default: "30000", description: "how long a replacement may take to be ready" },
+    { name: "ROLL_DELAY_MS", default: "1000", description: "pause between two replacements" },
+    { name: "DRAIN_IDLE_MS", default: "300", description: "how long a draining worker keeps an idle keep-alive socket open" },
+    { name: "SESSION_SECRET", default: "(development default, with a warning)", description: "the key the cookie encryption key is derived from" },
+    { name: "SESSION_TTL_MS", default: "1800000", description: "idle time after which a session expires (slides on use)" },
+    { name: "METRICS_INTERVAL_MS", default: "1000", description: "how often workers report their measurements" },
+    { name: "CALL_TIMEOUT_MS", default: "1000", description: "a slower downstream call is a failure" },
+    { name: "FAILURE_THRESHOLD", default: "0.5", description: "failure rate that opens the breaker" },
+    { name: "VOLUME_THRESHOLD", default: "5", description: "calls needed in the window before the rate counts" },
+    { name: "BREAKER_WINDOW_MS", default: "10000", description: "the breaker's rolling window" },
+    { name: "RESET_TIMEOUT_MS", default: "30000", description: "how long the breaker stays open" },
+    { name: "FALLBACK", default: "cache", description: "cache, default or error" },
+    { name: "RATE_LIMIT_RPS", default: "50", description: "requests per second per client address, cluster-wide" },
+    { name: "RATE_LIMIT_BURST", default: "100", description: "how many requests an address may send at once" },
+    { name: "BODY_LIMIT_BYTES", default: "1048576", description: "largest request body accepted" },
+    { name: "LOG_LEVEL", default: "info", description: "debug, info, warn or error" },
+  ],
+  endpoints: [
+    "GET / → { workerId, pid, visits } (a session visit, as in 3-1)",
+    "GET /health → 200 while the process lives, draining included",
+    "GET /ready → 200 when serving, 503 while starting or draining",
+    "GET /api/data → the downstream's answer through the circuit breaker, or a fallback (x-source: cache | default | error)",
+    "POST /api/echo → 200 with the JSON body as it came; 400 when not JSON; 413 over BODY_LIMIT_BYTES",
+    "admin (Authorization: Bearer <ADMIN_TOKEN>) GET /metrics → Prometheus text",
+    "admin GET /status → { version, workers: [ { id, pid, version, state } ], sessions, breakers }",
+    "admin POST /rollout → 202, or 409 while one runs",
+  ],
+  items: [
+    { id: "health-ready", text: "Liveness and readiness are honest" },
+    { id: "structured-logs", text: "Logs are structured" },
+    { id: "request-ids", text: "Requests are traceable" },
+    { id: "security-headers", text: "Responses carry security headers" },
+    { id: "admin-auth", text: "The admin port lets no one in without the token" },
+    { id: "input-validation", text: "Bad input is refused cleanly" },
+    { id: "rate-limit", text: "The rate limit holds cluster-wide" },
+    { id: "sessions", text: "Sticky sessions work" },
+    { id: "metrics", text: "Metrics are exported" },
+    { id: "breaker", text: "Downstream failure is contained" },
+    { id: "zero-downtime-deploy", text: "A rollout drops nothing" },
+    { id: "crash-recovery", text: "A crashed worker is replaced" },
+    { id: "graceful-shutdown", text: "SIGTERM drains and exits 0" },
+  ],
+  hints: [
+    "Start from the primary's job: it owns PORT and decides, per request, which worker serves it. A reverse proxy in the primary (node:http with a keep-alive agent to each worker's private port) makes every other feature easier: the rate limit, least-connections by requests in flight, the session cookie, and rollouts the client never notices. Write the routing first, then add one feature at a time and grade after each.",
+    "Keep one table of workers in the primary: id, pid, private port, state (starting, ready, draining), requests in flight, version. Route only to ready workers. A rollout forks the replacement, waits for it to be ready, then marks the old one draining, waits for its in-flight count to reach 0, and only then disconnects it. A worker that dies with requests in flight: retry GET requests once on another ready worker, so the client sees no error.",
+    "On SIGTERM flip two flags before anything else: ready = false (GET /ready answers 503 at once, /health still 200) and shutting-down (new requests get 503 with Connection: close, /health and /ready still answered). Close the listener, wait for in-flight requests, keep idle sockets DRAIN_IDLE_MS, then stop the workers and exit 0 — or kill what is left at SHUTDOWN_TIMEOUT_MS.",
+    "For the admin token, hash both the header's token and ADMIN_TOKEN with SHA-256 and compare the digests with crypto.timingSafeEqual: equal lengths, constant time, and a prefix of the token fails like any other wrong token. The rate limiter is a token bucket per client address (refill RATE_LIMIT_RPS per second, capacity RATE_LIMIT_BURST) with idle buckets pruned; a 429 carries Retry-After.",
+  ],
+  tryCommands: [
+    "curl -si http://127.0.0.1:{port}/",
+    "curl -si http://127.0.0.1:{port}/ready",
+    "curl -si -X POST -H 'content-type: application/json' --data '{\"hello\":\"world\"}' http://127.0.0.1:{port}/api/echo",
+    "curl -s -H 'authorization: Bearer {adminToken}' http://127.0.0.1:{adminPort}/status",
+    "kill -USR2 {pid}",
   ],
 };

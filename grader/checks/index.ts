@@ -14,8 +14,9 @@ import stickySessions from "./3-1-sticky-sessions.ts";
 import loadBalancer from "./3-2-load-balancer.ts";
 import monitoring from "./3-3-monitoring.ts";
 import circuitBreaker from "./3-4-circuit-breaker.ts";
+import productionCluster from "./3-5-production-cluster.ts";
 
-const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart, healthMonitoring, advancedIpc, workerPool, stickySessions, loadBalancer, monitoring, circuitBreaker];
+const all: ExerciseChecks[] = [helloCluster, respawn, messaging, workerConfig, cleanExit, gracefulShutdown, rollingRestart, healthMonitoring, advancedIpc, workerPool, stickySessions, loadBalancer, monitoring, circuitBreaker, productionCluster];
 
 export function checksFor(exerciseId: string): ExerciseChecks | undefined {
   return all.find((checks) => checks.exerciseId === exerciseId);

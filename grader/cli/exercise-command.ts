@@ -26,6 +26,16 @@ import { FileWatcher } from "./watch.ts";
 /** Same default as the grader: a cold tsx cache on a slow machine needs a few seconds. */
 const STARTUP_TIMEOUT_MS = 10_000;
 
+/**
+ * The admin token `npm run exercise` gives an exercise that has one (3-5) when the learner set
+ * none, so the admin port is there to try. `ADMIN_TOKEN= npm run exercise 3-5` runs without.
+ */
+const DEV_ADMIN_TOKEN = "dev-admin-token";
+
+function adminToken(): string {
+  return process.env.ADMIN_TOKEN ?? DEV_ADMIN_TOKEN;
+}
+
 /** When the program cannot work (bad PORT, port taken), how long to wait for it to say so. */
 const FAILURE_OUTPUT_MS = 3_000;
 
@@ -96,6 +106,7 @@ function fillPlaceholders(command: string, values: { port: number | string; pid:
   return command
     .replaceAll("{port}", String(values.port))
     .replaceAll("{adminPort}", adminPort)
+    .replaceAll("{adminToken}", adminToken())
     .replaceAll("{pid}", String(values.pid))
     .replaceAll("{file}", values.file);
 }
@@ -151,6 +162,19 @@ class ProgramSession {
     return { DOWNSTREAM_URL: this.downstream.url };
   }
 
+  /** An exercise with an admin token gets a development one when the learner set none. */
+  private adminTokenEnv(): Record<string, string> {
+    const needsOne = this.target.exercise.knobs.some((knob) => knob.name === "ADMIN_TOKEN");
+    if (!needsOne || process.env.ADMIN_TOKEN !== undefined) return {};
+    if (!this.tokenAnnounced) {
+      this.tokenAnnounced = true;
+      print(this.chalk.dim(`▶ ADMIN_TOKEN=${DEV_ADMIN_TOKEN} for this run (set your own in front of the command, or ADMIN_TOKEN= for none)`));
+    }
+    return { ADMIN_TOKEN: DEV_ADMIN_TOKEN };
+  }
+
+  private tokenAnnounced = false;
+
   /** Stops the fake downstream, if one was started. */
   async stopDownstream(): Promise<void> {
     await this.downstream?.stop();
@@ -179,7 +203,7 @@ class ProgramSession {
     if (generation !== this.generation || this.stopping) return false;
 
     print(chalk.dim(`▶ node --import tsx ${this.target.shownFile}   (PORT=${this.portText} HOST=${this.host}${process.env.WORKERS ? ` WORKERS=${process.env.WORKERS}` : ""})`));
-    const program = launchProgram({ file: this.target.file, cwd: projectRoot, env: { PORT: this.portText, HOST: this.host, ...(await this.downstreamEnv()) } });
+    const program = launchProgram({ file: this.target.file, cwd: projectRoot, env: { PORT: this.portText, HOST: this.host, ...(await this.downstreamEnv()), ...this.adminTokenEnv() } });
     this.current = program;
     this.stopOutput = program.output.onLine((line) => print(`${chalk.dim("│")} ${line.text}`));
 

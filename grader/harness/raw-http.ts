@@ -28,6 +28,8 @@ export interface RawRequestOptions {
   method?: string;
   headers?: Record<string, string>;
   body?: string | Buffer;
+  /** Send the body with `transfer-encoding: chunked` (no content-length for the server to trust). */
+  chunked?: boolean;
   timeoutMs?: number;
 }
 
@@ -124,11 +126,21 @@ export class RawConnection {
     const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body);
     const lines = [`${options.method ?? "GET"} ${path} HTTP/1.1`, "host: 127.0.0.1", "connection: keep-alive"];
     for (const [name, value] of Object.entries(options.headers ?? {})) lines.push(`${name}: ${value}`);
-    if (body) lines.push(`content-length: ${body.length}`);
+    if (body) lines.push(options.chunked ? "transfer-encoding: chunked" : `content-length: ${body.length}`);
     this.buffer = Buffer.alloc(0);
     // A server may answer (413) and close before the body is written: a failed write is not the end.
     this.socket.write(`${lines.join("\r\n")}\r\n\r\n`, () => {});
-    if (body) this.socket.write(body, () => {});
+    if (body && options.chunked) {
+      for (let offset = 0; offset < body.length; offset += 1024) {
+        const chunk = body.subarray(offset, offset + 1024);
+        this.socket.write(`${chunk.length.toString(16)}\r\n`, () => {});
+        this.socket.write(chunk, () => {});
+        this.socket.write("\r\n", () => {});
+      }
+      this.socket.write("0\r\n\r\n", () => {});
+    } else if (body) {
+      this.socket.write(body, () => {});
+    }
 
     const deadline = started + (options.timeoutMs ?? 5000);
     for (;;) {
