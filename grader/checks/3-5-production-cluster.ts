@@ -9,7 +9,7 @@ import { describeOutcome, RawConnection, type RawOutcome } from "../harness/raw-
 import { RequestLoop, type LoopOutcome } from "../harness/request-loop.ts";
 import { pollUntil } from "../harness/timing.ts";
 import type { Cluster } from "../run/cluster.ts";
-import { ensure, fail, plural, show } from "./assert.ts";
+import { CheckFailed, ensure, fail, plural, show } from "./assert.ts";
 import type { ScenarioContext } from "./scenario.ts";
 import { defineChecks } from "./scenario.ts";
 import { refusedProperly, ShutdownWatch } from "./shutdown-watch.ts";
@@ -483,7 +483,10 @@ export default defineChecks("3-5", [
             .waitForWorkers((pids) => pids.length === W && !pids.some((pid) => before.includes(pid)), 15_000, "every worker replaced")
             .catch(async () => {
               const now = await app.workers();
-              return new Error(`WORKERS=${W}: 15 s after SIGUSR2 the workers are ${show(now)}; old ones still running: ${show(now.filter((pid) => before.includes(pid)))}`);
+              const stale = now.filter((pid) => before.includes(pid));
+              return new CheckFailed(
+                `WORKERS=${W}: 15 s after SIGUSR2 the workers are ${show(now)}; ${stale.length > 0 ? `old ones still running: ${show(stale)}` : `expected ${W}`}: every worker must be replaced`,
+              );
             });
           await c.sleep(300);
           const result = await load.stop();
@@ -562,7 +565,7 @@ export default defineChecks("3-5", [
         ensure(other.length === 0, `some of the 100 requests were answered ${show([...new Set(other.map((reply) => reply.status))])} (expected 200 or 429)`);
         const most = Math.floor(20 + 1 * elapsedSeconds + 2);
         ensure(accepted.length >= 20, `only ${accepted.length} of 100 were accepted (RATE_LIMIT_BURST=20 allows 20 at once)`);
-        ensure(accepted.length <= most, `${accepted.length} of 100 were accepted in ${elapsedSeconds.toFixed(1)} s (RATE_LIMIT_BURST=20, RATE_LIMIT_RPS=1: at most ${most}) — is each worker limiting on its own?`);
+        ensure(accepted.length <= most, `${accepted.length} of 100 were accepted in ${elapsedSeconds.toFixed(1)} s (RATE_LIMIT_BURST=20, RATE_LIMIT_RPS=1: at most ${most}) — is the budget kept per worker or per connection instead of per client address for the whole cluster?`);
         // Cluster-wide means: however the requests were spread over the workers, one budget held.
         // Which worker got the accepted ones is the program's business (a 429 may come from the primary).
         const workers = new Set(answered.map((reply) => reply.workerId).filter((id) => id !== undefined));
