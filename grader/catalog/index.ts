@@ -2,7 +2,7 @@
 // project retypes this data; it is read from here.
 import { level1 } from "./level-1.ts";
 import { level2 } from "./level-2.ts";
-import { level3, productionCluster } from "./level-3.ts";
+import { level3 } from "./level-3.ts";
 import type { Example, Exercise, Level } from "./types.ts";
 
 export type { ChecklistItem, Example, Exercise, Knob, Level } from "./types.ts";
@@ -11,10 +11,9 @@ export const levels: Level[] = [level1, level2, level3];
 
 /**
  * Exercises whose files are still being written, grouped by level: gradable by id, not yet
- * listed in menus and READMEs. The capstone (3-5) waits here until its stub, solution and
- * guide are all in place.
+ * listed in menus and READMEs. Empty while every exercise is complete.
  */
-export const upcomingLevels: Level[] = [{ level: 3, title: level3.title, exercises: [productionCluster], examples: [] }];
+export const upcomingLevels: Level[] = [];
 
 export const exercises: Exercise[] = levels.flatMap((level) => level.exercises);
 

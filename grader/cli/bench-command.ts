@@ -1,7 +1,7 @@
 // `npm run bench -- [id]`: throughput and latency of reference solutions next to a bare
 // node:cluster hello-world, measured alternately in the same run so both see the same machine.
 import { findExercise, type Exercise } from "../catalog/index.ts";
-import { launchProgram, type RunningProgram } from "../harness/launch.ts";
+import { launchProgram, type Knobs, type RunningProgram } from "../harness/launch.ts";
 import { runLoad, startLoad, type LoadResult } from "../harness/load.ts";
 import { freePort } from "../harness/ports.ts";
 import { waitUntilReady } from "../harness/ready.ts";
@@ -26,8 +26,15 @@ const benchmarks: Record<string, { path: string; minRatio?: number; note?: strin
 };
 
 /** Rollouts measured under load: the solution must drop nothing; the textbook way is shown for contrast. */
-const ROLLOUT_PROGRAMS: Array<{ label: string; file: string; mustBeClean: boolean }> = [
+const ROLLOUT_PROGRAMS: Array<{ label: string; file: string; mustBeClean: boolean; env?: Knobs }> = [
   { label: "2-2 solution", file: "solutions/level-2/2-2-rolling-restart.ts", mustBeClean: true },
+  {
+    label: "3-5 solution",
+    file: "solutions/level-3/3-5-production-cluster.ts",
+    mustBeClean: true,
+    // The capstone needs a downstream URL to start (GET / never calls it) and must not rate-limit autocannon.
+    env: { DOWNSTREAM_URL: "http://127.0.0.1:9/data", RATE_LIMIT_RPS: 1_000_000, RATE_LIMIT_BURST: 1_000_000, LOG_LEVEL: "warn" },
+  },
   { label: "textbook disconnect()", file: "grader/bench/textbook-rollout.ts", mustBeClean: false },
 ];
 const ROLLOUT_CONNECTIONS = [8, 50];
@@ -125,9 +132,9 @@ function median(values: number[]): number {
 }
 
 /** One rollout (SIGUSR2) under keep-alive load; returns what autocannon saw. */
-async function rolloutUnderLoad(file: string, workers: number, connections: number): Promise<LoadResult> {
+async function rolloutUnderLoad(file: string, workers: number, connections: number, env: Knobs = {}): Promise<LoadResult> {
   const port = await freePort();
-  const program = launchProgram({ file, cwd: projectRoot, env: { PORT: port, HOST: "127.0.0.1", WORKERS: workers, ROLL_DELAY_MS: 100, SHUTDOWN_TIMEOUT_MS: 3000 } });
+  const program = launchProgram({ file, cwd: projectRoot, env: { PORT: port, HOST: "127.0.0.1", WORKERS: workers, ROLL_DELAY_MS: 100, SHUTDOWN_TIMEOUT_MS: 3000, ...env } });
   try {
     await waitUntilReady(program, { port, timeoutMs: 15_000 });
     const before = await program.waitForWorkers((pids) => pids.length === workers, 5000, `${workers} workers`);
@@ -149,7 +156,7 @@ async function benchRollouts(chalk: ReturnType<typeof makeChalk>): Promise<numbe
     for (const connections of ROLLOUT_CONNECTIONS) {
       for (const program of ROLLOUT_PROGRAMS) {
         const runs: LoadResult[] = [];
-        for (let i = 0; i < ROLLOUT_REPEATS; i++) runs.push(await rolloutUnderLoad(`${projectRoot}/${program.file}`, workers, connections));
+        for (let i = 0; i < ROLLOUT_REPEATS; i++) runs.push(await rolloutUnderLoad(`${projectRoot}/${program.file}`, workers, connections, program.env));
         const failed = runs.map((r) => r.errors + r.timeouts + r.non2xx);
         const clean = failed.every((n) => n === 0);
         if (program.mustBeClean && !clean) dirty++;
@@ -205,7 +212,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
     console.log();
   }
-  const wantsRollouts = ids.length === 0 || ids.includes("2-2") || ids.includes("rollout");
+  const wantsRollouts = ids.length === 0 || ids.includes("2-2") || ids.includes("3-5") || ids.includes("rollout");
   const dirty = wantsRollouts ? await benchRollouts(chalk) : 0;
   return belowBar > 0 || dirty > 0 ? 1 : 0;
 }
