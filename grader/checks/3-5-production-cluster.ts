@@ -515,7 +515,7 @@ export default defineChecks("3-5", [
         await c.sleep(700);
         const [victim] = await app.workers();
         ensure(victim !== undefined, "no worker to kill");
-        loop.setTimeoutMs(1000);
+        loop.markDisturbed(1000);
         const killedAt = performance.now();
         app.signalWorker(victim, "SIGKILL");
         const back = await app.program
@@ -525,9 +525,11 @@ export default defineChecks("3-5", [
         const outcomes = await loop.stop();
         ensure(back, `after SIGKILL of worker ${victim} the worker count did not return to ${W} within 5 s`);
 
-        // The connections that worker held: those whose last answer before the kill came from it.
+        // The connections that worker held: those whose last answer completed before the kill came from it.
         const lastBefore = new Map<number, LoopOutcome>();
-        for (const outcome of outcomes) if (outcome.sentAt < killedAt && outcome.status !== undefined) lastBefore.set(outcome.connection, outcome);
+        for (const outcome of outcomes) {
+          if (outcome.status !== undefined && outcome.sentAt + outcome.ms < killedAt) lastBefore.set(outcome.connection, outcome);
+        }
         const held = [...lastBefore.values()].filter((outcome) => outcome.workerPid === victim).length;
         const errors = outcomes.filter((outcome) => outcome.error !== undefined);
         const non2xx = outcomes.filter((outcome) => outcome.status !== undefined && (outcome.status < 200 || outcome.status >= 300));

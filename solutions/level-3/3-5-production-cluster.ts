@@ -24,7 +24,8 @@
 // 200, in-flight requests finish, and the primary exits 0 — or kills what is left after
 // SHUTDOWN_TIMEOUT_MS and exits 1. Every line on stdout, from every process, is one JSON object.
 //
-// Run it:   npm run solution 3-5    (DOWNSTREAM_URL must name an HTTP service that answers GET)
+// Run it:   npm run solution 3-5    (it starts a fake downstream and sets ADMIN_TOKEN=dev-admin-token
+//           unless you set DOWNSTREAM_URL and ADMIN_TOKEN yourself)
 // Guide:    guides/12-production-cluster.md
 import cluster from "node:cluster";
 import type { Worker } from "node:cluster";
