@@ -7,23 +7,13 @@ import type { Cluster } from "../run/cluster.ts";
 import { ensure, fail, show } from "./assert.ts";
 import type { ScenarioContext } from "./scenario.ts";
 import { defineChecks } from "./scenario.ts";
+import { clientAddress, cookieFrom, visitsOf } from "./sessions.ts";
 
-/** A client address on the loopback: 127.0.0.2, 127.0.0.3, … (Linux has all of 127/8). */
-const clientAddress = (n: number) => `127.0.0.${2 + (n % 39)}`;
 
 interface Visit {
   reply: HttpReply;
   visits: number | undefined;
   cookie: string | undefined;
-}
-
-/** The session cookie a response sets, as `name=value`. */
-function cookieFrom(reply: HttpReply): string | undefined {
-  const header = reply.headers["set-cookie"];
-  if (!header) return undefined;
-  const first = header.split(/,(?=\s*[^;,=\s]+=[^;]*)/)[0];
-  const pair = first.split(";")[0].trim();
-  return pair.includes("=") && pair.split("=")[1] !== "" ? pair : undefined;
 }
 
 async function visit(app: Cluster, cookie: string | undefined, n = 0, extra: Record<string, string> = {}): Promise<Visit> {
@@ -34,8 +24,7 @@ async function visit(app: Cluster, cookie: string | undefined, n = 0, extra: Rec
     timeoutMs: 3000,
   });
   ensure(reply.status === 200, `GET / answered ${reply.status}${cookie ? " with the session cookie" : ""}`);
-  const visits = Number((parseJson(reply.body) as { visits?: unknown } | undefined)?.visits);
-  return { reply, visits: Number.isFinite(visits) ? visits : undefined, cookie: cookieFrom(reply) ?? cookie };
+  return { reply, visits: visitsOf(reply), cookie: cookieFrom(reply) ?? cookie };
 }
 
 /** Launches, then waits until admin /sessions lists every worker. */
@@ -132,7 +121,7 @@ export default defineChecks("3-1", [
           const reply = await app.get("/", { trace: false, headers: { cookie }, timeoutMs: 3000 });
           ensure(reply.status < 500, `a cookie with ${what} caused a ${reply.status}`);
           ensure(reply.status === 200, `a cookie with ${what} answered ${reply.status} (expected 200 with a new session)`);
-          const n = Number((parseJson(reply.body) as { visits?: unknown } | undefined)?.visits);
+          const n = visitsOf(reply);
           ensure(n === 1, `a cookie with ${what} continued a session (visits ${n}): it must start a new one`);
         }
         ensure(show(await app.workers()) === show(pids), "a worker died while handling tampered cookies");

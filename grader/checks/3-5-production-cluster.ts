@@ -12,6 +12,7 @@ import type { Cluster } from "../run/cluster.ts";
 import { CheckFailed, ensure, fail, plural, show } from "./assert.ts";
 import type { ScenarioContext } from "./scenario.ts";
 import { defineChecks } from "./scenario.ts";
+import { clientAddress, cookieFrom, visitsOf } from "./sessions.ts";
 import { refusedProperly, ShutdownWatch } from "./shutdown-watch.ts";
 
 const TOKEN = "grader-admin-token-3f9c2a";
@@ -35,8 +36,10 @@ const BASE: Knobs = {
 
 const INTERVAL = 250;
 
-/** A client address on the loopback: 127.0.0.2, 127.0.0.3, … (Linux has all of 127/8). */
-const clientAddress = (n: number) => `127.0.0.${2 + (n % 39)}`;
+/** How slow the downstream is in the shutdown scenarios; their CALL_TIMEOUT_MS is longer, or the call would fail by design. */
+const SLOW_DOWNSTREAM_MS = 1000;
+const LONGER_CALL_TIMEOUT = { CALL_TIMEOUT_MS: 3 * SLOW_DOWNSTREAM_MS };
+
 
 /** A request id the contract accepts: 1–128 characters from [A-Za-z0-9._:-]. */
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -78,19 +81,6 @@ async function startCapstone(c: ScenarioContext, knobs: Knobs): Promise<{ app: C
   return { app, downstream };
 }
 
-/** The session cookie a response sets, as `name=value`. */
-function cookieFrom(reply: HttpReply): string | undefined {
-  const header = reply.headers["set-cookie"];
-  if (!header) return undefined;
-  const pair = header.split(/,(?=\s*[^;,=\s]+=[^;]*)/)[0].split(";")[0].trim();
-  return pair.includes("=") && pair.split("=")[1] !== "" ? pair : undefined;
-}
-
-function visitsOf(reply: HttpReply): number | undefined {
-  const visits = Number((parseJson(reply.body) as { visits?: unknown } | undefined)?.visits);
-  return Number.isFinite(visits) ? visits : undefined;
-}
-
 /** What is wrong with a response's security headers, or undefined when they are right. */
 function securityProblem(headers: Record<string, string>): string | undefined {
   if (headers["x-content-type-options"]?.toLowerCase() !== "nosniff") return `x-content-type-options is ${show(headers["x-content-type-options"])} (expected nosniff)`;
@@ -120,6 +110,21 @@ function carries(value: unknown, text: string): boolean {
 
 function traceId(): string {
   return randomBytes(16).toString("hex");
+}
+
+/**
+ * The downstream slowed to 1 s and two GET /api/data waiting on it, each on its own connection:
+ * requests in flight when the signal comes. Resolves once both calls have reached the downstream.
+ */
+async function twoSlowCallsInFlight(c: ScenarioContext, app: Cluster, downstream: FakeDownstream): Promise<Array<Promise<RawOutcome>>> {
+  downstream.setMode({ kind: "slow", ms: SLOW_DOWNSTREAM_MS });
+  c.trace(`$ curl -s ${app.origin}/api/data &    # twice, the downstream takes 1 s`);
+  const connections = await Promise.all([0, 1].map(() => app.raw()));
+  const answers = connections.map((connection) => connection.request("/api/data", { timeoutMs: 8000 }));
+  await pollUntil(() => (downstream.inFlight >= 2 ? true : undefined), { timeoutMs: 3000, intervalMs: 10, what: "two downstream calls in flight" }).catch(() =>
+    fail("two GET /api/data never reached the downstream"),
+  );
+  return answers;
 }
 
 export default defineChecks("3-5", [
@@ -373,8 +378,7 @@ export default defineChecks("3-5", [
     timeoutMs: 25_000,
     async run(c) {
       const W = 2;
-      // The downstream takes 1 s: the call timeout must be longer, or the call is a failure by design.
-      const { app, downstream } = await startCapstone(c, { WORKERS: W, CALL_TIMEOUT_MS: 3000 });
+      const { app, downstream } = await startCapstone(c, { WORKERS: W, ...LONGER_CALL_TIMEOUT });
       await c.check("health-ready", async () => {
         for (const path of ["/health", "/ready"]) {
           const reply = await app.get(path);
@@ -382,12 +386,7 @@ export default defineChecks("3-5", [
         }
         const readyConnections = await app.rawConnectionPerWorker(W, { path: "/ready" });
         const healthConnections = await app.rawConnectionPerWorker(W, { path: "/health" });
-        downstream.setMode({ kind: "slow", ms: 1000 });
-        c.trace(`$ curl -s ${app.origin}/api/data &    # twice, the downstream takes 1 s`);
-        const inFlight = [0, 1].map(async () => (await app.raw()).request("/api/data", { timeoutMs: 8000 }));
-        await pollUntil(() => (downstream.inFlight >= 2 ? true : undefined), { timeoutMs: 3000, intervalMs: 10, what: "two downstream calls in flight" }).catch(() =>
-          fail("two GET /api/data never reached the downstream"),
-        );
+        const inFlight = await twoSlowCallsInFlight(c, app, downstream);
         const watch = await ShutdownWatch.begin(app);
         watch.markSignal();
         app.signal("SIGTERM");
@@ -419,18 +418,11 @@ export default defineChecks("3-5", [
     timeoutMs: 25_000,
     async run(c) {
       const W = 2;
-      // The downstream takes 1 s: the call timeout must be longer, or the call is a failure by design.
-      const { app, downstream } = await startCapstone(c, { WORKERS: W, CALL_TIMEOUT_MS: 3000 });
+      const { app, downstream } = await startCapstone(c, { WORKERS: W, ...LONGER_CALL_TIMEOUT });
       await c.check("graceful-shutdown", async () => {
         c.trace(`$ npx autocannon -c 8 ${app.origin}/ &    # keep-alive load`);
         const loop = new RequestLoop(app.origin, "/", 8, 2000).start();
-        downstream.setMode({ kind: "slow", ms: 1000 });
-        c.trace(`$ curl -s ${app.origin}/api/data &    # twice, the downstream takes 1 s`);
-        const inFlight = await Promise.all([0, 1].map(() => app.raw()));
-        const slow = inFlight.map((connection) => connection.request("/api/data", { timeoutMs: 8000 }));
-        await pollUntil(() => (downstream.inFlight >= 2 ? true : undefined), { timeoutMs: 3000, intervalMs: 10, what: "two downstream calls in flight" }).catch(() =>
-          fail("two GET /api/data never reached the downstream"),
-        );
+        const slow = await twoSlowCallsInFlight(c, app, downstream);
         const watch = await ShutdownWatch.begin(app);
         watch.markSignal();
         app.signal("SIGTERM");

@@ -145,6 +145,8 @@ class ProgramSession {
   ) {}
 
   private downstream: FakeDownstream | undefined;
+  /** The development ADMIN_TOKEN is announced once, not at every restart. */
+  private tokenAnnounced = false;
 
   /**
    * Exercises that call a downstream (3-4) get the grader's fake one when DOWNSTREAM_URL is
@@ -172,8 +174,6 @@ class ProgramSession {
     }
     return { ADMIN_TOKEN: DEV_ADMIN_TOKEN };
   }
-
-  private tokenAnnounced = false;
 
   /** Stops the fake downstream, if one was started. */
   async stopDownstream(): Promise<void> {
